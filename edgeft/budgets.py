@@ -1,0 +1,21 @@
+"""A profile's budgets against a build report: a pure function to a list of checks (the later `gate` builds on it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeft.profile import TargetProfile
+
+
+def check_budgets(profile: TargetProfile, report: dict[str, Any]) -> list[dict[str, Any]]:
+    b = profile.budgets
+    checks = [{"name": "accuracy drop vs fp32 teacher", "observed": report["metrics"]["accuracy_drop"],
+               "limit": b.max_accuracy_drop, "passed": report["metrics"]["accuracy_drop"] <= b.max_accuracy_drop}]
+    if b.max_latency_p50_ms is not None:
+        p50 = report["latency_ms"]["p50"]
+        checks.append({"name": "latency p50 (ms)", "observed": p50, "limit": b.max_latency_p50_ms,
+                       "passed": p50 <= b.max_latency_p50_ms})
+    if b.max_size_mb is not None:
+        checks.append({"name": "model size (MiB)", "observed": report["size_mb"], "limit": b.max_size_mb,
+                       "passed": report["size_mb"] <= b.max_size_mb})
+    return checks

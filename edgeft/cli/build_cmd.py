@@ -1,0 +1,47 @@
+"""`edgeft build`: one command from data + base model to a verified bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgeft.cli.options import Encoding, LabelColumn, TextColumn
+
+
+def build(
+    target: str = typer.Option(..., "--target", "-t", help="Target profile name (`edgeft targets`) or a YAML file."),
+    model: Path | None = typer.Option(None, "--model", help="Hugging Face model folder to fine-tune "
+                                      "[default: packaged all-MiniLM-L6-v2]."),
+    data: str | None = typer.Option(None, "--data", help="CSV / TSV / JSONL file, a folder per label, or "
+                                    "packaged:tweets / packaged:bbc [default: packaged:tweets]."),
+    text_column: str = TextColumn,
+    label_column: str = LabelColumn,
+    out: Path | None = typer.Option(None, "--out", help="Bundle folder [default: bundles/TARGET]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the subset, initialisation and data order."),
+    encoding: str = Encoding,
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs [default: 2]."),
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples",
+                                                 help="Train on a seeded, stratified subset of this size [default: 8000]; 0 = all."),
+    work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
+) -> None:
+    """Fine-tune, export, quantize, evaluate on the target runtime, bench, and write a bundle."""
+    from edgeft.errors import BadInput
+    from edgeft.pipeline import BuildRequest
+    from edgeft.pipeline import build as run_build
+    from edgeft.report_table import print_build_summary
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
+    overrides: dict = {}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if max_train_samples is not None:
+        overrides["max_train_samples"] = max_train_samples or None
+    # Column defaults follow the data: the packaged sets name their own columns.
+    req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
+                       label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
+                       finetune=overrides)
+    result = run_build(req)
+    print_build_summary(result.bundle, result.report)

@@ -1,0 +1,67 @@
+"""`edgeft predict` and `edgeft bench`: the device-side commands. They import only the runtime (no torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from edgeft.cli.options import Bundle, Encoding, LabelColumn, TextColumn
+
+
+def predict(
+    bundle: Path = Bundle,
+    texts: list[str] = typer.Argument(..., help="Texts to classify.", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {label, score} objects."),
+    threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
+) -> None:
+    """Classify texts with a bundle: a label and its score per text."""
+    from edgeft import runtime
+
+    predictions = runtime.load(bundle, threads=threads).predict(texts)
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))
+        return
+    for text, p in zip(texts, predictions):
+        typer.echo(f"{p.label}\t{p.score:.4f}\t{text}")
+
+
+def bench(
+    bundle: Path = Bundle,
+    data: str | None = typer.Option(None, "--data", help="Labelled CSV / TSV / JSONL to time and score "
+                                    "[default: the bundle's samples.jsonl]."),
+    text_column: str = TextColumn,
+    label_column: str = LabelColumn,
+    encoding: str = Encoding,
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    runs: int | None = typer.Option(None, "--runs", help="Timed batch-1 calls [default: the profile's]."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Untimed calls first [default: the profile's]."),
+    threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
+) -> None:
+    """Batch-1 latency percentiles, peak memory and accuracy of a bundle on this machine."""
+    from edgeft import runtime
+    from edgeft.artifact import atomic_file_write
+    from edgeft.report_table import print_bench
+    from edgeft.runtime.bench import bench as run_bench
+    from edgeft.runtime.samples import bench_texts
+
+    loaded = runtime.load(bundle, threads=threads)
+    texts, labels = bench_texts(loaded, data, text_column, label_column, encoding)
+    spec = loaded.manifest["bundle"]["bench"]
+    result = run_bench(loaded, texts, labels, warmup if warmup is not None else spec["warmup"],
+                       runs if runs is not None else spec["runs"])
+    result["report"] = _bundle_report(bundle)
+    print_bench(result)
+    if json_out is not None:
+        atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}", err=True)
+
+
+def _bundle_report(bundle: Path) -> dict:
+    # The build's own figures travel with the bench result, so a gate can compare teacher vs shipped later.
+    path = bundle / "report.json"
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text(encoding="utf-8"))
+    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms")}

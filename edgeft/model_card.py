@@ -1,0 +1,50 @@
+"""The bundle's README.md: what the model is, how it compares to its fp32 teacher, and what it was trained on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeft.profile import TargetProfile
+
+
+def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    m, t = report["metrics"], report["teacher"]
+    inputs = manifest["inputs"]
+    where = ("this host" if report["latency_on_target_hardware"] else
+             f"this build host ({report['host']['machine']}, {', '.join(report['host']['isa']) or 'no SIMD flags'}), "
+             f"not the {profile.isa.value} target: run `edgeft bench` on the device for device latency")
+    lat, tl = report["latency_ms"], t["latency_ms"]
+    return f"""# {profile.name} bundle
+
+{profile.description}.
+
+| model | runtime | accuracy | macro-F1 | p50 ms | p90 ms | size MiB |
+|---|---|---|---|---|---|---|
+| teacher (fp32) | {t['runtime']} | {m['teacher_accuracy']:.4f} | {m['teacher_macro_f1']:.4f} | {tl['p50']:.2f} | {tl['p90']:.2f} | {t['size_mb']:.1f} |
+| shipped ({report['quantization']['scheme']}) | {profile.runtime.value} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {report['size_mb']:.1f} |
+
+Accuracy on {m['n']} held-out texts, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
+model call only (texts pre-tokenized), measured on {where}.
+
+## Input policy
+At most {profile.input.max_length} tokens per text (special tokens included); longer texts are cut on the
+{profile.input.truncation}. Tokenizer: `tokenizer.json` (Hugging Face `tokenizers`). Labels: `labels.json`.
+
+## Use
+```python
+import edgeft.runtime
+bundle = edgeft.runtime.load("path/to/this/folder")
+bundle.predict(["text to classify"])
+```
+or `edgeft predict path/to/this/folder "text to classify"`.
+
+## Data and licences
+- Base model: {inputs['base_model']['name']} ({inputs['base_model']['licence']}).
+- Data: {inputs['data']['source']} ({inputs['data']['licence'] or 'licence: as stated by the data owner'}),
+  {inputs['data']['rows']} texts after dropping {inputs['data']['dropped'] or 'none'};
+  split train {inputs['split']['train']} / dev {inputs['split']['dev']} / test {inputs['split']['test']} (seed {manifest['seed']}).
+- `samples.jsonl` holds {min(64, m['n'])} held-out texts with this build's predictions, for checks on a device;
+  they fall under the data licence above.
+
+`manifest.json` pins every input by hash, the library versions and the minimum runtime version.
+"""

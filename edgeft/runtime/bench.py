@@ -1,0 +1,93 @@
+"""Latency, memory and accuracy of a loaded bundle, measured the same way on a build host and on a device."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeft.metrics import classification_metrics
+from edgeft.runtime.bundle import Bundle
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples_ms)
+    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "std": float(arr.std()),
+            "n": int(arr.size)}
+
+
+def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
+    """Batch-1 latency of the model call alone, texts pre-tokenized, cycling through `texts` in order.
+
+    Tokenization is timed apart: it is the app's cost too, but it is not the model's, and peers are compared on
+    the model call.
+    """
+    feeds, tokenize_ms = [], []
+    for text in texts:
+        t0 = time.perf_counter()
+        feeds.append(bundle.encode([text]))
+        tokenize_ms.append((time.perf_counter() - t0) * 1e3)
+    for i in range(warmup):
+        bundle.session.run(feeds[i % len(feeds)])
+    samples = []
+    for i in range(runs):
+        feed = feeds[i % len(feeds)]
+        t0 = time.perf_counter()
+        bundle.session.run(feed)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return {"model_ms": percentiles(samples), "tokenize_ms": percentiles(tokenize_ms), "samples_ms": samples}
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is KiB on Linux and bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def host_description() -> dict[str, Any]:
+    flags: set[str] = set()
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                elif line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return {"machine": platform.machine(), "cpu": model, "isa": isa, "python": platform.python_version(),
+            "os": platform.platform(terse=True)}
+
+
+def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str, Any]:
+    unknown = sorted(set(labels) - set(bundle.labels))
+    if unknown:
+        from edgeft.errors import BadInput
+
+        raise BadInput(f"labels {unknown} are not among the bundle's labels {bundle.labels}; check --label-column")
+    index = {label: i for i, label in enumerate(bundle.labels)}
+    predicted = bundle.logits(texts).argmax(axis=-1)
+    return classification_metrics([index[l] for l in labels], predicted.tolist(), bundle.labels)
+
+
+def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: int, runs: int) -> dict[str, Any]:
+    """Everything `edgeft bench` reports, as one JSON-able dict."""
+    latency = measure_latency(bundle, texts, warmup, runs)
+    result: dict[str, Any] = {
+        "bundle": str(bundle.path), "target": bundle.target, "runtime": bundle.runtime.value,
+        "threads": bundle.threads, "batch_size": 1, "texts": len(texts),
+        "latency_ms": {k: latency["model_ms"][k] for k in ("p50", "p90", "p99", "mean", "std")},
+        "tokenize_ms": {k: latency["tokenize_ms"][k] for k in ("p50", "p90")},
+        "runs": runs, "warmup": warmup, "host": host_description(),
+    }
+    if labels is not None:
+        result["metrics"] = accuracy_of(bundle, texts, labels)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result

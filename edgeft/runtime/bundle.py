@@ -1,0 +1,93 @@
+"""A bundle on disk -> a ready session with its tokenizer and labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeft.artifact import hash_tree, read_manifest
+from edgeft.backends import backend
+from edgeft.errors import BadInput
+from edgeft.metrics import softmax
+from edgeft.profile import Runtime
+from edgeft.runtime.encoder import TextEncoder
+
+BUNDLE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Bundle:
+    """A loaded bundle. `predict` is what apps call; `encode` + `session.run` is what latency benches time."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
+        spec = manifest.get("bundle")
+        if not isinstance(spec, dict) or spec.get("format_version") != BUNDLE_FORMAT_VERSION:
+            raise BadInput(f"{path}/manifest.json: not a bundle of format version {BUNDLE_FORMAT_VERSION}; "
+                           f"rebuild it with this edgeft ({spec.get('format_version') if isinstance(spec, dict) else 'none'} found)")
+        self.path = path
+        self.manifest = manifest
+        self.runtime = Runtime(spec["runtime"])
+        self.labels: list[str] = list(spec["labels"])
+        self.max_length: int = spec["input"]["max_length"]
+        self.threads: int = threads or spec["threads"]
+        self.encoder = TextEncoder(path / spec["tokenizer_file"], self.max_length, spec["input"]["truncation"],
+                                   tuple(spec["model_inputs"]))
+        self.session = backend(self.runtime).open_session(path / spec["model_file"], self.threads,
+                                                          self.encoder.input_names)
+
+    @property
+    def target(self) -> str:
+        return self.manifest["bundle"]["target"]
+
+    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return self.encoder(texts)
+
+    def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            chunk = order[start:start + batch_size]
+            out[chunk] = self.session.run(self.encode([texts[i] for i in chunk]))
+        return out
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        probs = softmax(self.logits(list(texts), batch_size))
+        best = probs.argmax(axis=-1)
+        return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
+
+
+def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Bundle:
+    """Open a bundle folder. With `verify`, every file must match the hash its manifest recorded."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BadInput(f"bundle {folder} does not exist or is not a folder; pass the folder `edgeft build` wrote")
+    manifest = read_manifest(folder)
+    if verify:
+        verify_files(folder, manifest)
+    return Bundle(folder, manifest, threads)
+
+
+def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    expected: dict[str, str] = manifest.get("files", {})
+    actual = hash_tree(folder)
+    for name, digest in expected.items():
+        if name not in actual:
+            raise BadInput(f"bundle {folder}: {name} is missing; copy the whole bundle folder again")
+        if actual[name] != digest:
+            raise BadInput(f"bundle {folder}: {name} does not match its manifest hash (modified or corrupt); "
+                           f"copy the bundle again or rebuild it")
+

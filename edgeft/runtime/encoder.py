@@ -1,0 +1,50 @@
+"""Texts -> the int64 arrays a model graph takes, with the Hugging Face `tokenizers` library alone.
+
+The build uses this same class for its parity checks and evaluation, so what is measured is what devices run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class TextEncoder:
+    def __init__(self, tokenizer_file: Path, max_length: int, truncation: str, input_names: tuple[str, ...]) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        # A saved tokenizer.json may carry its own padding / truncation (sentence-transformers sets 128): ours rules.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length, direction=truncation)
+        self.max_length = max_length
+        self.input_names = input_names
+        self.pad_id = pad_token_id(tokenizer_file)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """A batch padded to its longest text (dynamic padding), as the model's named inputs."""
+        encodings = self.tokenizer.encode_batch(texts)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        types = np.zeros((len(texts), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, enc.attention_mask, enc.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: feeds[name] for name in self.input_names}
+
+
+def pad_token_id(tokenizer_file: Path) -> int:
+    """The [PAD] id from tokenizer.json's own vocabulary (0 for BERT's, but never assumed)."""
+    spec = json.loads(Path(tokenizer_file).read_text(encoding="utf-8"))
+    padding = spec.get("padding") or {}
+    if "pad_id" in padding:
+        return int(padding["pad_id"])
+    vocab = (spec.get("model") or {}).get("vocab") or {}
+    for token in ("[PAD]", "<pad>"):
+        if isinstance(vocab, dict) and token in vocab:
+            return int(vocab[token])
+    return 0

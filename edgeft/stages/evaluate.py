@@ -1,0 +1,40 @@
+"""Accuracy and latency of the fp32 teacher (PyTorch) on the same held-out texts and input policy as the bundle."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeft.metrics import classification_metrics
+from edgeft.profile import InputPolicy
+from edgeft.runtime.bench import percentiles
+from edgeft.runtime.encoder import TextEncoder
+from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def teacher_report(hf_dir: Path, texts: list[str], gold: list[int], labels: list[str], policy: InputPolicy,
+                   threads: int, latency_texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
+    torch, _ = torch_modules()
+    model = load_classifier(hf_dir).eval()
+    encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, INPUTS)
+    metrics = classification_metrics(gold, torch_logits(model, encode, texts).argmax(-1).tolist(), labels)
+    # Same thread count and batch-1 protocol as the bundle's own bench, so the two columns compare.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        feeds = [{k: torch.from_numpy(v) for k, v in encode([t]).items()} for t in latency_texts]
+        samples = []
+        with torch.inference_mode():
+            for i in range(warmup + runs):
+                t0 = time.perf_counter()
+                model(**feeds[i % len(feeds)])
+                if i >= warmup:
+                    samples.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(previous)
+    size_mb = sum(p.stat().st_size for p in hf_dir.glob("*.safetensors")) / 2**20
+    return {"metrics": metrics, "latency_ms": {k: v for k, v in percentiles(samples).items() if k != "n"},
+            "size_mb": size_mb, "runtime": f"pytorch {torch.__version__} fp32"}

@@ -1,0 +1,124 @@
+"""The last stage: a quantized artifact -> a bundle (model for the runtime, tokenizer, labels, manifest, report,
+model card), evaluated and timed with the device-side runtime itself before it is renamed into place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeft.artifact import Artifact, atomic_folder, library_versions, write_manifest
+from edgeft.backends import backend
+from edgeft.metrics import softmax
+from edgeft.model_card import model_card
+from edgeft.profile import ModelFormat, Runtime, TargetProfile
+from edgeft.requirements import runtime_requirements
+from edgeft.runtime.bench import bench
+from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
+from edgeft.runtime.samples import SAMPLES_FILE  # held-out texts + this build's predictions, for device checks
+from edgeft.stages.torch_model import TOKENIZER_FILES
+
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    texts: list[str]
+    labels: list[str]
+    bench_texts: list[str]
+    sample_size: int = 64
+
+
+def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out: Path,
+            manifest_body: dict[str, Any], teacher: dict[str, Any], budgets_check,
+            build_started: float) -> tuple[Path, dict[str, Any]]:
+    started = time.perf_counter()
+    runtime = Runtime(quantized.manifest["runtime"])
+    labels = quantized.manifest["labels"]
+    with atomic_folder(out) as tmp:
+        model_file = backend(runtime).convert(quantized.path / quantized.manifest["model_file"], tmp, profile.format)
+        for name in (*TOKENIZER_FILES, "config.json"):
+            if (quantized.path / name).is_file():
+                shutil.copy2(quantized.path / name, tmp / name)
+        (tmp / "labels.json").write_text(json.dumps({"labels": labels}, indent=2) + "\n", encoding="utf-8")
+        spec = bundle_spec(profile, runtime, model_file.name, labels, tmp)
+        bundle = Bundle(tmp, {"bundle": spec})
+        result = bench(bundle, held_out.bench_texts, None, profile.bench.warmup, profile.bench.runs)
+        metrics = _metrics(bundle, held_out, teacher)
+        size_mb = sum(f.stat().st_size for f in model_files(tmp, model_file)) / 2**20
+        report = {"target": profile.name, "task": quantized.manifest["task"], "metrics": metrics,
+                  "latency_ms": result["latency_ms"], "tokenize_ms": result["tokenize_ms"], "size_mb": size_mb,
+                  "threads": profile.threads, "bench": {"texts": len(held_out.bench_texts), "runs": result["runs"],
+                                                        "warmup": result["warmup"], "batch_size": 1},
+                  "host": result["host"], "latency_on_target_hardware": target_hardware_present(profile, result["host"]),
+                  "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
+                              "runtime": teacher["runtime"]},
+                  "quantization": quantized.manifest["quantization"]}
+        report["budgets"] = budgets_check(profile, report)
+        _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(profile, report, manifest_body), encoding="utf-8")
+        requires = runtime_requirements(runtime, profile.format, tmp / model_file.name)
+        now = time.perf_counter()
+        timings = {**manifest_body["timings"], "package": round(now - started, 2), "total": round(now - build_started, 2)}
+        manifest = write_manifest(tmp, {"stage": "bundle", "kind": "bundle", "bundle": spec, "requires": requires,
+                                        **manifest_body, "timings": timings, "metrics": report["metrics"] | {"size_mb": size_mb,
+                                                                                         "latency_ms": report["latency_ms"]}})
+        del bundle  # release the session's file handles before the folder is renamed
+    return out, {"report": report, "manifest": manifest}
+
+
+def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, labels: list[str], folder: Path) -> dict[str, Any]:
+    from edgeft.runtime.encoder import pad_token_id
+
+    session_inputs = ("input_ids", "attention_mask", "token_type_ids")
+    session = backend(runtime).open_session(folder / model_file, 1, session_inputs)
+    return {"format_version": BUNDLE_FORMAT_VERSION, "target": profile.name, "task": "classification",
+            "runtime": runtime.value, "format": profile.format.value, "model_file": model_file,
+            "tokenizer_file": "tokenizer.json", "model_inputs": list(session.input_names), "labels": labels,
+            "pad_token_id": pad_token_id(folder / "tokenizer.json"), "input": profile.input.model_dump(),
+            "threads": profile.threads, "execution_providers": list(profile.execution_providers),
+            "bench": profile.bench.model_dump()}
+
+
+def model_files(folder: Path, model_file: Path) -> list[Path]:
+    """The model and its weight side files (OpenVINO's .bin): every file sharing the model file's stem."""
+    return [p for p in folder.iterdir() if p.is_file() and p.stem == model_file.stem]
+
+
+def target_hardware_present(profile: TargetProfile, host: dict[str, Any]) -> bool:
+    """Whether this host has the ISA the profile is built for: latency elsewhere is a proxy, and says so."""
+    if profile.isa.value == "arm64":
+        return host["machine"] in ("aarch64", "arm64")
+    needed = {"avx2": "avx2", "avx512": "avx512f", "avx512_vnni": "avx512_vnni"}[profile.isa.value]
+    return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
+
+
+def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any]) -> dict[str, Any]:
+    from edgeft.runtime.bench import accuracy_of
+
+    shipped = accuracy_of(bundle, held_out.texts, held_out.labels)
+    t = teacher["metrics"]
+    return {"accuracy": shipped["accuracy"], "macro_f1": shipped["macro_f1"],
+            "teacher_accuracy": t["accuracy"], "teacher_macro_f1": t["macro_f1"],
+            "accuracy_drop": t["accuracy"] - shipped["accuracy"], "n": shipped["n"],
+            "per_class": shipped["per_class"], "teacher_per_class": t["per_class"]}
+
+
+def _write_samples(bundle: Bundle, held_out: HeldOut, path: Path) -> None:
+    texts = held_out.texts[: held_out.sample_size]
+    logits = bundle.logits(texts)
+    probs = softmax(logits)
+    with open(path, "w", encoding="utf-8") as fh:
+        for text, label, row, p in zip(texts, held_out.labels, logits, probs):
+            fh.write(json.dumps({"text": text, "label": label, "predicted": bundle.labels[int(np.argmax(p))],
+                                 "logits": [round(float(x), 5) for x in row]}) + "\n")
+
+
+def versions() -> dict[str, str]:
+    return library_versions("edgeft", "torch", "transformers", "tokenizers", "optimum", "optimum-onnx",
+                            "optimum-intel", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
