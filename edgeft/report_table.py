@@ -15,7 +15,7 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
     for col in ("model", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms", "size MiB"):
         table.add_column(col, justify="left" if col == "model" else "right")
     tl, sl = t["latency_ms"], report["latency_ms"]
-    table.add_row(f"teacher fp32 ({t['runtime']})", f"{m['teacher_accuracy']:.4f}", f"{m['teacher_macro_f1']:.4f}",
+    table.add_row("teacher fp32 (PyTorch)", f"{m['teacher_accuracy']:.4f}", f"{m['teacher_macro_f1']:.4f}",
                   f"{tl['p50']:.2f}", f"{tl['p90']:.2f}", f"{tl['p99']:.2f}", f"{t['size_mb']:.1f}")
     table.add_row(f"shipped {report['quantization']['scheme']}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}",
                   f"{sl['p50']:.2f}", f"{sl['p90']:.2f}", f"{sl['p99']:.2f}", f"{report['size_mb']:.1f}")

@@ -29,9 +29,11 @@ class OvSession:
         core = ov.Core()
         try:
             model = core.read_model(str(path))
-            # LATENCY: one stream, the batch-1 case an app or a CI gate measures.
+            # LATENCY: one stream, the batch-1 case an app or a CI gate measures. f32 precision: on CPUs with
+            # bf16 units the plugin would otherwise run an fp32 IR in bf16, so accuracy would depend on the device.
             self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                               "PERFORMANCE_HINT": "LATENCY"})
+                                                               "PERFORMANCE_HINT": "LATENCY",
+                                                               "INFERENCE_PRECISION_HINT": "f32"})
         except Exception as exc:  # openvino raises RuntimeError subclasses without a stable type
             raise StageFailed(f"openvino {ov.__version__} cannot compile {path}: {exc}") from None
         self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)
