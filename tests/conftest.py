@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny random BERT built offline, a small labelled dataset with a learnable signal, and one
+tiny build per target that several tests read (built once per session: every stage runs for real, in seconds)."""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+WORDS = {
+    "positive": ["good", "great", "happy", "love", "excellent", "nice"],
+    "negative": ["bad", "awful", "sad", "hate", "terrible", "broken"],
+    "neutral": ["table", "monday", "report", "car", "window", "paper"],
+}
+FILLER = ["the", "a", "is", "was", "today", "this", "it", "very", "my", "day", "and", "so"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide BERT with a 50-word vocabulary: random weights, real architecture and tokenizer files."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER, *(w for ws in WORDS.values() for w in ws)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ("positive", "negative", "neutral")[i % 3]
+        words = rng.sample(FILLER, 4) + rng.sample(WORDS[label], 2)
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(make_rows(360, seed=1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory) -> Path:
+    # One stage cache for the whole session: the tiny fine-tune runs once and every target reuses it.
+    return tmp_path_factory.mktemp("work")
+
+
+def run_edgeft(args: list[str], monkeypatch=None) -> tuple[int, str, str]:
+    """Run the real `edgeft` entry point (error mapping included) in-process; return (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from edgeft.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["edgeft", *args]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+def tiny_build_args(target: str, model: Path, data: Path, out: Path, work: Path, *extra: str) -> list[str]:
+    return ["build", "--target", target, "--model", str(model), "--data", str(data), "--out", str(out),
+            "--work-dir", str(work), "--epochs", "3", "--max-train-samples", "0", "--device", "cpu", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tiny_model, tiny_csv, work_dir, tmp_path_factory) -> dict[str, Path]:
+    """One real bundle per target profile, built from the tiny model; built on first use."""
+    root = tmp_path_factory.mktemp("bundles")
+    built: dict[str, Path] = {}
+
+    class Bundles(dict):
+        def __missing__(self, target: str) -> Path:
+            out = root / target
+            code, _, err = run_edgeft(tiny_build_args(target, tiny_model, tiny_csv, out, work_dir))
+            assert code == 0, err
+            self[target] = out
+            return out
+
+    return Bundles(built)

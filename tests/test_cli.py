@@ -1,0 +1,201 @@
+"""The `edgeft` command end to end on the tiny model: every target builds, predicts and benches; bad input is one
+line on stderr with exit 2 and writes nothing; a failed budget is exit 1; an interrupted build leaves nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_edgeft, tiny_build_args
+from edgeft.profile import available_targets
+
+
+@pytest.mark.parametrize("target", available_targets())
+def test_every_target_builds_a_bundle_that_predicts(tiny_bundles, target):
+    bundle = tiny_bundles[target]
+    report = json.loads((bundle / "report.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert report["target"] == target
+    for key in ("accuracy", "macro_f1", "teacher_accuracy", "teacher_macro_f1"):
+        assert 0.0 <= report["metrics"][key] <= 1.0
+    assert report["latency_ms"]["p50"] > 0 and report["size_mb"] > 0
+    assert {"data", "split", "base_model", "profile"} <= set(manifest["inputs"])
+    assert manifest["requires"]["min_runtime_version"] and manifest["seed"] == 0
+    assert set(manifest["timings"]) >= {"finetune", "export", "quantize", "package", "total"}
+    assert (bundle / manifest["bundle"]["model_file"]).is_file() and (bundle / "README.md").is_file()
+    code, out, err = run_edgeft(["predict", str(bundle), "so good and happy", "awful and sad", "--json"])
+    assert code == 0, err
+    predictions = json.loads(out)
+    assert [set(p) for p in predictions] == [{"label", "score"}] * 2
+    assert predictions[0]["label"] in manifest["bundle"]["labels"]
+
+
+def test_mobile_bundle_has_ort_file_and_operator_config(tiny_bundles):
+    bundle = tiny_bundles["mobile"]
+    assert (bundle / "model.ort").is_file() and (bundle / "required_operators.config").is_file()
+    assert json.loads((bundle / "manifest.json").read_text())["bundle"]["execution_providers"][0] == "XNNPACK"
+
+
+def test_onnx_bundle_loads_in_plain_onnxruntime_and_optimum(tiny_bundles):
+    """What a user without edgeft does: the same predictions from onnxruntime + tokenizers, and from Optimum."""
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    import edgeft.runtime
+
+    bundle = tiny_bundles["x86-avx2"]
+    texts = ["so good and happy today", "awful broken terrible day", "the report on the table"]
+    ours = edgeft.runtime.load(bundle).logits(texts, batch_size=1)
+    session = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    for text, expected in zip(texts, ours):
+        enc = tok.encode(text)
+        feeds = {"input_ids": [enc.ids], "attention_mask": [enc.attention_mask], "token_type_ids": [enc.type_ids]}
+        names = {i.name for i in session.get_inputs()}
+        got = session.run(None, {k: np.array(v, dtype=np.int64) for k, v in feeds.items() if k in names})[0][0]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    model = ORTModelForSequenceClassification.from_pretrained(bundle)
+    hf_tok = AutoTokenizer.from_pretrained(bundle)
+    logits = model(**hf_tok(texts, return_tensors="pt", padding=True)).logits.detach().numpy()
+    assert logits.argmax(-1).tolist() == ours.argmax(-1).tolist()
+
+
+def test_bench_writes_json_with_latency_memory_and_accuracy(tiny_bundles, tiny_csv, tmp_path):
+    out = tmp_path / "bench.json"
+    code, stdout, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--data", str(tiny_csv),
+                                    "--json", str(out), "--runs", "30"])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p90"] <= result["latency_ms"]["p99"]
+    assert result["peak_rss_mb"] > 0 and result["metrics"]["n"] == 360
+    assert result["report"]["metrics"]["teacher_accuracy"] is not None
+    assert "p50 ms" in stdout
+
+
+def test_bench_defaults_to_the_bundles_held_out_samples(tiny_bundles):
+    code, out, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--runs", "10"])
+    assert code == 0, err
+
+
+def test_tampered_bundle_is_refused(tiny_bundles, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundles["x86-avx2"], copy)
+    (copy / "labels.json").write_text('{"labels": ["a", "b", "c"]}')
+    code, _, err = run_edgeft(["predict", str(copy), "hello"])
+    assert code == 2 and "labels.json does not match its manifest hash" in err
+
+
+def assert_one_line_error(err: str, fragment: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def existing_bundle(tiny_bundles, tmp_path):
+    """A copy of a good bundle at --out: every failing build must leave it byte for byte as it was."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_bundles["x86-avx2"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    yield out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
+
+
+def bad_inputs(tmp_path, tiny_model, tiny_csv):
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("text,label\na,x\nb,x\nc,x\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text,label\ncaf\xe9,x\nbar,y\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    no_config = tmp_path / "no-config"
+    no_config.mkdir()
+    bad_profile = tmp_path / "bad.yaml"
+    bad_profile.write_text("name: bad\nruntime: onnxruntime\nspeed: 11\n")
+    return {
+        "unknown target": (["--target", "nope"], "unknown target 'nope'"),
+        "missing data": (["--data", str(tmp_path / "missing.csv")], "does not exist"),
+        "empty data": (["--data", str(empty)], "is empty"),
+        "undecodable": (["--data", str(latin)], "is not valid utf-8; pass --encoding"),
+        "missing column": (["--data", str(tiny_csv), "--text-column", "body"], "no text column 'body'"),
+        "single class": (["--data", str(one_class)], "single class"),
+        "model without config": (["--model", str(no_config)], "has no config.json"),
+        "invalid profile": (["--target", str(bad_profile)], "unknown field 'speed'"),
+        "bad device": (["--device", "tpu"], "--device 'tpu'"),
+    }
+
+
+CASES = ["unknown target", "missing data", "empty data", "undecodable", "missing column", "single class",
+         "model without config", "invalid profile", "bad device"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, tmp_path, tiny_model, tiny_csv, work_dir,
+                                                          existing_bundle):
+    extra, fragment = bad_inputs(tmp_path, tiny_model, tiny_csv)[case]
+    args = tiny_build_args("x86-avx2", tiny_model, tiny_csv, existing_bundle, work_dir)
+    for flag, value in zip(extra[::2], extra[1::2]):  # later flags override the defaults above
+        args += [flag, value]
+    code, _, err = run_edgeft(args)
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+
+
+def test_out_that_is_not_a_bundle_is_refused(tmp_path, tiny_model, tiny_csv, work_dir):
+    precious = tmp_path / "project"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, precious, work_dir))
+    assert code == 2 and (precious / "notes.txt").read_text() == "mine"
+    assert_one_line_error(err, "is not an edgeft bundle")
+
+
+def test_failed_budget_is_exit_1_with_the_bundle_written(tmp_path, tiny_model, tiny_csv, work_dir):
+    import yaml
+
+    from edgeft.profile import targets_dir
+
+    raw = yaml.safe_load((targets_dir() / "x86-avx2.yaml").read_text())
+    raw["budgets"]["max_size_mb"] = 0.0001
+    profile = tmp_path / "tight.yaml"
+    profile.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "tight-bundle"
+    code, _, err = run_edgeft(tiny_build_args(str(profile), tiny_model, tiny_csv, out, work_dir))
+    assert code == 1, err
+    assert_one_line_error(err, "budget 'model size (MiB)' failed")
+    assert (out / "manifest.json").is_file()
+
+
+def test_interrupted_build_leaves_no_bundle_and_keeps_the_old_one(existing_bundle, tiny_model, tiny_csv, work_dir,
+                                                                  monkeypatch):
+    from edgeft.stages import package
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as Ctrl-C would, in the middle of writing the bundle
+
+    monkeypatch.setattr(package, "bench", interrupted)
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, existing_bundle, work_dir))
+    assert code == 130 and "interrupted" in err
+
+
+def test_targets_list_and_show():
+    code, out, _ = run_edgeft(["targets"])
+    assert code == 0 and "x86-avx2" in out and "openvino-cpu" in out
+    code, out, _ = run_edgeft(["targets", "show", "mobile"])
+    assert code == 0 and "format: ort" in out and "max_length: 64" in out
+
+
+def test_help_lists_commands_and_exit_codes():
+    code, out, _ = run_edgeft(["--help"])
+    assert code == 0 and all(c in out for c in ("build", "predict", "bench", "targets", "Exit codes"))
+

@@ -1,0 +1,49 @@
+"""The packaged real model (all-MiniLM-L6-v2) and real data (tweets): a short build must ship an int8 bundle within
+the accuracy budget of its fp32 teacher, and the bundle must agree with Optimum's own loader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_edgeft
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def real_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    # 1,500 training texts for one epoch: minutes on 2 cores, enough to beat chance clearly.
+    code, out, err = run_edgeft(["build", "--target", "x86-avx2", "--out", str(root / "bundle"),
+                                 "--work-dir", str(root / "work"), "--epochs", "1", "--max-train-samples", "1500"])
+    assert code in (0, 1), err
+    return root / "bundle", code
+
+
+def test_real_build_ships_within_budget(real_bundle):
+    bundle, code = real_bundle
+    report = json.loads((bundle / "report.json").read_text())
+    m = report["metrics"]
+    assert code == 0, report["budgets"]
+    assert m["n"] > 3000  # the whole held-out split, not a sample
+    assert m["teacher_accuracy"] > 0.6  # 3 classes; the majority class alone is 0.42
+    assert abs(m["teacher_accuracy"] - m["accuracy"]) <= 0.01
+    assert report["size_mb"] < report["teacher"]["size_mb"] / 3
+
+
+def test_real_bundle_agrees_with_optimum(real_bundle):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    import edgeft.runtime
+
+    bundle, _ = real_bundle
+    texts = [json.loads(line)["text"] for line in (bundle / "samples.jsonl").read_text().splitlines()]
+    ours = [p.label for p in edgeft.runtime.load(bundle).predict(texts)]
+    model = ORTModelForSequenceClassification.from_pretrained(bundle)
+    tok = AutoTokenizer.from_pretrained(bundle)
+    logits = model(**tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=128)).logits
+    theirs = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert ours == theirs

@@ -1,0 +1,110 @@
+"""Every stage for real on the tiny BERT: fine-tune, export (ONNX Runtime, OpenVINO) with parity, quantization."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeft.artifact import Artifact
+from edgeft.backends import backend
+from edgeft.data import load_dataset, split_dataset
+from edgeft.errors import ExportParityError
+from edgeft.profile import InputPolicy, Runtime, load_profile
+from edgeft.runtime.encoder import TextEncoder
+from edgeft.stages import export as export_stage
+from edgeft.stages.finetune import FinetuneSpec, finetune, length_grouped_batches
+from edgeft.stages.quantize import quantize
+from edgeft.stages.torch_model import load_classifier, torch_logits
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@pytest.fixture(scope="module")
+def data(tiny_csv):
+    ds = load_dataset(str(tiny_csv))
+    return ds, split_dataset(ds, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_model, data, work_dir) -> Artifact:
+    ds, split = data
+    return finetune(tiny_model, ds, split, FinetuneSpec(epochs=3, max_train_samples=None, device="cpu"), work_dir)
+
+
+def test_finetune_learns_the_signal_and_writes_safetensors(teacher):
+    assert teacher.kind == "hf-model"
+    assert (teacher.path / "model.safetensors").is_file() and not list(teacher.path.glob("*.bin"))
+    assert teacher.manifest["metrics"]["dev_accuracy"] > 0.6  # chance is 0.33
+    assert teacher.manifest["labels"] == ["negative", "neutral", "positive"]
+
+
+def test_finetune_is_a_cache_hit_the_second_time(tiny_model, data, work_dir, teacher):
+    ds, split = data
+    again = finetune(tiny_model, ds, split, FinetuneSpec(epochs=3, max_train_samples=None, device="cpu"), work_dir)
+    assert again.path == teacher.path and again.manifest.get("cache_hit")
+
+
+def test_length_grouped_batches_cover_every_index_once():
+    lengths = np.random.default_rng(0).integers(3, 60, size=1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+
+
+@pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.OPENVINO])
+def test_export_matches_pytorch(teacher, data, work_dir, runtime):
+    ds, split = data
+    texts = [ds.texts[i] for i in split.dev]
+    exported = export_stage.export(teacher, runtime, InputPolicy(), texts, work_dir)
+    assert exported.manifest["parity"]["max_abs_diff"] < 1e-4
+    # Independently of the stage's own check: torch vs the runtime on the same encoded batch.
+    session = backend(runtime).open_session(exported.path / exported.manifest["model_file"], 1, INPUTS)
+    encode = TextEncoder(teacher.path / "tokenizer.json", 128, "right", session.input_names)
+    reference = torch_logits(load_classifier(teacher.path), encode, texts[:8])
+    np.testing.assert_allclose(session.run(encode(texts[:8])), reference, atol=1e-4)
+
+
+def test_export_parity_failure_is_a_typed_error(teacher, data, monkeypatch, tmp_path):
+    ds, split = data
+    monkeypatch.setattr(export_stage, "PARITY_ATOL", -1.0)  # nothing can pass a negative tolerance
+    with pytest.raises(ExportParityError, match="disagrees with PyTorch"):
+        export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:4], tmp_path)
+
+
+def _ops(path):
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_dynamic_int8_quantizes_matmuls_and_shrinks(teacher, data, work_dir):
+    ds, split = data
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    q = quantize(exported, load_profile("x86-avx2"), None, [], work_dir)
+    ops = _ops(q.path / "model.onnx")
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+    assert (q.path / "model.onnx").stat().st_size < (exported.path / "model.onnx").stat().st_size
+
+
+def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
+    ds, split = data
+    from edgeft.calibration import load_recipe
+    from edgeft.stages.quantize import calibration_texts
+
+    profile = load_profile("x86-avx512-vnni")
+    recipe = load_recipe(profile.quantization.calibration)
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    q = quantize(exported, profile, recipe, calibration_texts(ds, split, recipe), work_dir)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(q.path / "model.onnx")
+    assert q.manifest["calibration"]["texts"] == min(recipe.samples, len(split.train))
+
+
+def test_openvino_nncf_int8_inserts_fake_quantize(teacher, data, work_dir):
+    ds, split = data
+    from edgeft.calibration import load_recipe
+    from edgeft.stages.quantize import calibration_texts
+
+    profile = load_profile("openvino-cpu")
+    recipe = load_recipe(profile.quantization.calibration)
+    exported = export_stage.export(teacher, Runtime.OPENVINO, InputPolicy(), ds.texts[:8], work_dir)
+    q = quantize(exported, profile, recipe, calibration_texts(ds, split, recipe)[:32], work_dir)
+    xml = (q.path / "openvino_model.xml").read_text()
+    assert "FakeQuantize" in xml
