@@ -220,9 +220,15 @@ def stratified_subset(indices: list[int], labels: list[str], size: int | None, s
     by_label: dict[str, list[int]] = {}
     for i in indices:
         by_label.setdefault(labels[i], []).append(i)
+    names = sorted(by_label)
+    # Largest-remainder quotas: exactly `size` texts, each label within one text of its proportional share.
+    shares = [size * len(by_label[n]) / len(indices) for n in names]
+    quotas = [int(share) for share in shares]
+    for k in sorted(range(len(names)), key=lambda k: shares[k] - quotas[k], reverse=True)[: size - sum(quotas)]:
+        quotas[k] += 1
     chosen: list[int] = []
-    for label in sorted(by_label):
-        group = np.array(by_label[label])
+    for name, quota in zip(names, quotas):
+        group = np.array(by_label[name])
         rng.shuffle(group)
-        chosen += group[: max(1, round(size * len(group) / len(indices)))].tolist()
+        chosen += group[:quota].tolist()
     return sorted(chosen)

@@ -17,8 +17,10 @@ from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.budgets import check_budgets
 from edgeft.calibration import load_recipe, recipe_path
 from edgeft.data import load_dataset, split_dataset
-from edgeft.errors import BudgetFailed
-from edgeft.profile import load_profile, profile_path
+from pydantic import ValidationError
+
+from edgeft.errors import BadInput, BudgetFailed
+from edgeft.profile import describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
 
 
@@ -62,8 +64,11 @@ def build(req: BuildRequest) -> BuildResult:
     data_source = req.data or DEFAULT_DATA
     data = load_dataset(data_source, req.text_column, req.label_column, req.encoding)
     split = split_dataset(data, req.seed)
-    spec = FinetuneSpec(**{"seed": req.seed, "device": req.device, "max_length": profile.input.max_length,
-                           **req.finetune})
+    try:
+        spec = FinetuneSpec(**{"seed": req.seed, "device": req.device, "max_length": profile.input.max_length,
+                               **req.finetune})
+    except ValidationError as exc:
+        raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · data {data_source} "
                   f"({len(data.texts)} texts, {len(data.label_names)} labels) · model {model_name}")
 

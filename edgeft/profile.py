@@ -153,11 +153,13 @@ def load_profile(name_or_path: str) -> TargetProfile:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """Pydantic's first error as one line: the dotted field, what is wrong, the value given."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key shows up as "unknown" plus "missing": the unknown one is the useful half, so it goes first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown field '{field}'; remove it or check its spelling"
-    message = err["msg"].removeprefix("Value error, ")
+    message = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     shown = "" if err["type"] in ("missing", "value_error") else f", got {err.get('input')!r}"
     return f"field '{field}': {message}{shown}{more}"

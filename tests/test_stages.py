@@ -18,6 +18,9 @@ from edgeft.stages.quantize import quantize
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The same recipe as the CLI tests' TINY_TRAINING, so both share one cached fine-tune.
+TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=1e-3, batch_size=16, max_length=128,
+                         device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def data(tiny_csv):
 @pytest.fixture(scope="module")
 def teacher(tiny_model, data, work_dir) -> Artifact:
     ds, split = data
-    return finetune(tiny_model, ds, split, FinetuneSpec(epochs=3, max_train_samples=None, device="cpu"), work_dir)
+    return finetune(tiny_model, ds, split, TINY_SPEC, work_dir)
 
 
 def test_finetune_learns_the_signal_and_writes_safetensors(teacher):
@@ -41,7 +44,7 @@ def test_finetune_learns_the_signal_and_writes_safetensors(teacher):
 
 def test_finetune_is_a_cache_hit_the_second_time(tiny_model, data, work_dir, teacher):
     ds, split = data
-    again = finetune(tiny_model, ds, split, FinetuneSpec(epochs=3, max_train_samples=None, device="cpu"), work_dir)
+    again = finetune(tiny_model, ds, split, TINY_SPEC, work_dir)
     assert again.path == teacher.path and again.manifest.get("cache_hit")
 
 

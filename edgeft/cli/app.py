@@ -23,25 +23,24 @@ app.add_typer(targets_cmd.app, name="targets")
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Not standalone: typer then returns exit codes (130 after Ctrl-C) and re-raises usage errors, so this
+        # function alone decides what is printed and with which code the process ends.
+        code = app(standalone_mode=False)
     except EdgeftError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted: no output was written (partial work is kept only in hidden temporary folders, "
-                   "removed by the next run)", err=True)
-        sys.exit(130)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
+        code = 130
+    except Exception as exc:
+        # Usage errors (typer's vendored click) know how to show themselves and carry exit code 2.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
         raise
+    if code == 130:
+        typer.echo("interrupted: nothing was written to the output (unfinished work sits only in hidden .tmp- "
+                   "folders, removed by the next run)", err=True)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def build(
     epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs [default: 2]."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
                                                  help="Train on a seeded, stratified subset of this size [default: 8000]; 0 = all."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size [default: 32]."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
 ) -> None:
     """Fine-tune, export, quantize, evaluate on the target runtime, bench, and write a bundle."""
@@ -39,6 +41,10 @@ def build(
         overrides["epochs"] = epochs
     if max_train_samples is not None:
         overrides["max_train_samples"] = max_train_samples or None
+    if learning_rate is not None:
+        overrides["learning_rate"] = learning_rate
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
     # Column defaults follow the data: the packaged sets name their own columns.
     req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,

@@ -39,8 +39,9 @@ def load_classifier(model_dir: Path, labels: list[str] | None = None):
     _, transformers = torch_modules()
     kwargs = {}
     if labels is not None:
+        # A base that is already a classifier (other labels) gets a fresh head of the right size.
         kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                  "label2id": {label: i for i, label in enumerate(labels)}}
+                  "label2id": {label: i for i, label in enumerate(labels)}, "ignore_mismatched_sizes": True}
     return transformers.AutoModelForSequenceClassification.from_pretrained(
         model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
 
