@@ -14,7 +14,6 @@ from typing import Any
 from edgeft import __version__
 from edgeft.artifact import check_output_folder, sha256_file
 from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
-from edgeft.budgets import check_budgets
 from edgeft.calibration import load_recipe, recipe_path
 from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
@@ -105,8 +104,7 @@ def build(req: BuildRequest) -> BuildResult:
         "edgeft_version": __version__, "seed": req.seed, "versions": versions(),
         "inputs": {
             "data": {"source": data_source, "sha256": data.sha256, "rows": len(data.texts), "dropped": data.dropped,
-                     "text_column": req.text_column, "label_column": req.label_column, "encoding": req.encoding,
-                     "licence": _data_licence(data_source)},
+                     **_data_format(data_source, req)},
             "split": {"sha256": split.sha256, "seed": req.seed, "train": len(split.train), "dev": len(split.dev),
                       "test": len(split.test)},
             "base_model": {"name": model_name, "path": str(model_dir), "sha256": _digest(model_hash(model_dir)),
@@ -124,7 +122,7 @@ def build(req: BuildRequest) -> BuildResult:
     held_out = HeldOut(test_texts, test_labels, bench_texts)
     console.print("[bold]→ package, evaluate and bench on the target runtime[/]")
     manifest_body["timings"] = timings  # package() adds its own seconds and the total before writing
-    bundle, written = package(quantized, profile, held_out, out, manifest_body, teacher_eval, check_budgets, started)
+    bundle, written = package(quantized, profile, held_out, out, manifest_body, teacher_eval, started)
     result = BuildResult(bundle, written["report"], written["manifest"])
     failed = [c for c in result.report["budgets"] if not c["passed"]]
     if failed:
@@ -140,9 +138,13 @@ def _model(model: Path | None) -> tuple[Path, str, str]:
     return model, model.name, "as stated by the model's owner"
 
 
-def _data_licence(source: str) -> str:
-    name = source.removeprefix("packaged:")
-    return DATASETS[name].licence if source.startswith("packaged:") and name in DATASETS else ""
+def _data_format(source: str, req: BuildRequest) -> dict[str, str]:
+    """How the data was read: a packaged set fixes its own columns and encoding, whatever the flags said."""
+    if source.startswith("packaged:"):
+        pkg = DATASETS[source.removeprefix("packaged:")]
+        return {"text_column": pkg.text_column, "label_column": pkg.label_column, "encoding": pkg.encoding,
+                "licence": pkg.licence}
+    return {"text_column": req.text_column, "label_column": req.label_column, "encoding": req.encoding, "licence": ""}
 
 
 def _digest(text: str) -> str:

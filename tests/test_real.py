@@ -31,6 +31,9 @@ def test_real_build_ships_within_budget(real_bundle):
     assert m["teacher_accuracy"] > 0.6  # 3 classes; the majority class alone is 0.42
     assert abs(m["teacher_accuracy"] - m["accuracy"]) <= 0.01
     assert report["size_mb"] < report["teacher"]["size_mb"] / 3
+    data = json.loads((bundle / "manifest.json").read_text())["inputs"]["data"]
+    # The manifest says how the packaged tweets were really read, not what the CLI flags default to.
+    assert (data["encoding"], data["label_column"], data["dropped"]) == ("latin-1", "sentiment", {"duplicate text": 915})
 
 
 def test_real_bundle_agrees_with_optimum(real_bundle):

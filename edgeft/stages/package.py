@@ -14,9 +14,10 @@ import numpy as np
 
 from edgeft.artifact import Artifact, atomic_folder, library_versions, write_manifest
 from edgeft.backends import backend
+from edgeft.budgets import check_budgets
 from edgeft.metrics import softmax
 from edgeft.model_card import model_card
-from edgeft.profile import ModelFormat, Runtime, TargetProfile
+from edgeft.profile import Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
@@ -34,8 +35,7 @@ class HeldOut:
 
 
 def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out: Path,
-            manifest_body: dict[str, Any], teacher: dict[str, Any], budgets_check,
-            build_started: float) -> tuple[Path, dict[str, Any]]:
+            manifest_body: dict[str, Any], teacher: dict[str, Any], build_started: float) -> tuple[Path, dict[str, Any]]:
     started = time.perf_counter()
     runtime = Runtime(quantized.manifest["runtime"])
     labels = quantized.manifest["labels"]
@@ -58,7 +58,7 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
                   "quantization": quantized.manifest["quantization"]}
-        report["budgets"] = budgets_check(profile, report)
+        report["budgets"] = check_budgets(profile, report)
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(profile, report, manifest_body), encoding="utf-8")
