@@ -11,13 +11,12 @@ from edgeft.backends import backend
 from edgeft.data import load_dataset, split_dataset
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime, load_profile
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages import export as export_stage
 from edgeft.stages.finetune import FinetuneSpec, finetune, length_grouped_batches
 from edgeft.stages.quantize import quantize
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The same recipe as the CLI tests' TINY_TRAINING, so both share one cached fine-tune.
 TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=1e-3, batch_size=16, max_length=128,
                          device="cpu")
@@ -61,7 +60,7 @@ def test_export_matches_pytorch(teacher, data, work_dir, runtime):
     exported = export_stage.export(teacher, runtime, InputPolicy(), texts, work_dir)
     assert exported.manifest["parity"]["max_abs_diff"] < 1e-4
     # Independently of the stage's own check: torch vs the runtime on the same encoded batch.
-    session = backend(runtime).open_session(exported.path / exported.manifest["model_file"], 1, INPUTS)
+    session = backend(runtime).open_session(exported.path / exported.manifest["model_file"], 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(teacher.path / "tokenizer.json", 128, "right", session.input_names)
     reference = torch_logits(load_classifier(teacher.path), encode, texts[:8])
     np.testing.assert_allclose(session.run(encode(texts[:8])), reference, atol=1e-4)

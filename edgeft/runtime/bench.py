@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeft.errors import BadInput
 from edgeft.metrics import classification_metrics
 from edgeft.runtime.bundle import Bundle
 
@@ -71,8 +72,6 @@ def host_description() -> dict[str, Any]:
 def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str, Any]:
     unknown = sorted(set(labels) - set(bundle.labels))
     if unknown:
-        from edgeft.errors import BadInput
-
         raise BadInput(f"labels {unknown} are not among the bundle's labels {bundle.labels}; check --label-column")
     index = {label: i for i, label in enumerate(bundle.labels)}
     predicted = bundle.logits(texts).argmax(axis=-1)

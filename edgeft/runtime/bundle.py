@@ -13,7 +13,7 @@ from edgeft.backends import backend
 from edgeft.errors import BadInput
 from edgeft.metrics import softmax
 from edgeft.profile import Runtime
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 
 BUNDLE_FORMAT_VERSION = 1
 
@@ -41,10 +41,10 @@ class Bundle:
         self.labels: list[str] = list(spec["labels"])
         self.max_length: int = spec["input"]["max_length"]
         self.threads: int = threads or spec["threads"]
+        self.session = backend(self.runtime).open_session(path / spec["model_file"], self.threads, TOKENIZER_OUTPUTS)
+        # The graph's own input names decide what is fed; manifest "model_inputs" records them for app authors.
         self.encoder = TextEncoder(path / spec["tokenizer_file"], self.max_length, spec["input"]["truncation"],
-                                   tuple(spec["model_inputs"]))
-        self.session = backend(self.runtime).open_session(path / spec["model_file"], self.threads,
-                                                          self.encoder.input_names)
+                                   self.session.input_names)
 
     @property
     def target(self) -> str:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Everything a BERT-style tokenizer gives; a graph takes these or a subset (see Session.input_names).
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
 
 class TextEncoder:
     def __init__(self, tokenizer_file: Path, max_length: int, truncation: str, input_names: tuple[str, ...]) -> None:

@@ -9,17 +9,14 @@ from typing import Any
 from edgeft.metrics import classification_metrics
 from edgeft.profile import InputPolicy
 from edgeft.runtime.bench import percentiles
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
-
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
 
 def teacher_report(hf_dir: Path, texts: list[str], gold: list[int], labels: list[str], policy: InputPolicy,
                    threads: int, latency_texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
     torch, _ = torch_modules()
     model = load_classifier(hf_dir).eval()
-    encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, INPUTS)
+    encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, TOKENIZER_OUTPUTS)
     metrics = classification_metrics(gold, torch_logits(model, encode, texts).argmax(-1).tolist(), labels)
     # Same thread count and batch-1 protocol as the bundle's own bench, so the two columns compare.
     previous = torch.get_num_threads()

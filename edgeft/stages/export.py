@@ -12,7 +12,7 @@ from edgeft.artifact import Artifact, cached_stage, library_versions
 from edgeft.backends import backend
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import TOKENIZER_FILES, load_classifier, torch_logits
 
 # fp32 graphs match PyTorch to ~1e-5 on these models; 1e-3 leaves room for fused kernels, not for a wrong graph.
@@ -41,7 +41,7 @@ def export(model: Artifact, runtime: Runtime, policy: InputPolicy, parity_texts:
 def check_parity(hf_dir: Path, model_file: Path, runtime: Runtime, policy: InputPolicy,
                  texts: list[str]) -> dict[str, Any]:
     """Max |logit difference| between PyTorch and the exported graph on the same encoded texts."""
-    session = backend(runtime).open_session(model_file, 1, ("input_ids", "attention_mask", "token_type_ids"))
+    session = backend(runtime).open_session(model_file, 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, session.input_names)
     reference = torch_logits(load_classifier(hf_dir), encode, texts, batch_size=8)
     exported = np.concatenate([session.run(encode(texts[i:i + 8])) for i in range(0, len(texts), 8)])

@@ -20,7 +20,7 @@ from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_fil
 from edgeft.data import Split, TextDataset, stratified_subset
 from edgeft.metrics import accuracy
 from edgeft.progress import console, progress_bar
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import TOKENIZER_FILES, load_classifier, torch_logits, torch_modules
 
 
@@ -74,8 +74,7 @@ def _train(base_model: Path, data: TextDataset, split: Split, spec: FinetuneSpec
            device: str, out: Path) -> dict[str, Any]:
     torch, transformers = torch_modules()
     torch.manual_seed(spec.seed)
-    encode = TextEncoder(base_model / "tokenizer.json", spec.max_length, "right",
-                         ("input_ids", "attention_mask", "token_type_ids"))
+    encode = TextEncoder(base_model / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
     model = load_classifier(base_model, labels).to(device)
     index = {label: i for i, label in enumerate(labels)}
     train_idx = stratified_subset(split.train, data.labels, spec.max_train_samples, spec.seed)

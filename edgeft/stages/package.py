@@ -47,6 +47,7 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
         (tmp / "labels.json").write_text(json.dumps({"labels": labels}, indent=2) + "\n", encoding="utf-8")
         spec = bundle_spec(profile, runtime, model_file.name, labels, tmp)
         bundle = Bundle(tmp, {"bundle": spec})
+        spec["model_inputs"] = list(bundle.session.input_names)
         result = bench(bundle, held_out.bench_texts, None, profile.bench.warmup, profile.bench.runs)
         metrics = _metrics(bundle, held_out, teacher)
         size_mb = sum(f.stat().st_size for f in model_files(tmp, model_file)) / 2**20
@@ -75,11 +76,9 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
 def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, labels: list[str], folder: Path) -> dict[str, Any]:
     from edgeft.runtime.encoder import pad_token_id
 
-    session_inputs = ("input_ids", "attention_mask", "token_type_ids")
-    session = backend(runtime).open_session(folder / model_file, 1, session_inputs)
     return {"format_version": BUNDLE_FORMAT_VERSION, "target": profile.name, "task": "classification",
             "runtime": runtime.value, "format": profile.format.value, "model_file": model_file,
-            "tokenizer_file": "tokenizer.json", "model_inputs": list(session.input_names), "labels": labels,
+            "tokenizer_file": "tokenizer.json", "labels": labels,
             "pad_token_id": pad_token_id(folder / "tokenizer.json"), "input": profile.input.model_dump(),
             "threads": profile.threads, "execution_providers": list(profile.execution_providers),
             "bench": profile.bench.model_dump()}

@@ -12,7 +12,7 @@ from edgeft.calibration import CalibrationRecipe
 from edgeft.data import TextDataset, Split, stratified_subset
 from edgeft.errors import BadInput
 from edgeft.profile import Runtime, Scheme, TargetProfile
-from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
@@ -43,7 +43,7 @@ def quantize(exported: Artifact, profile: TargetProfile, recipe: CalibrationReci
         calibration = None
         if q.scheme is Scheme.STATIC_INT8:
             src_file = exported.path / exported.manifest["model_file"]
-            session = backend(runtime).open_session(src_file, 1, ("input_ids", "attention_mask", "token_type_ids"))
+            session = backend(runtime).open_session(src_file, 1, TOKENIZER_OUTPUTS)
             encode = TextEncoder(exported.path / "tokenizer.json", profile.input.max_length, profile.input.truncation,
                                  session.input_names)
             # One text per sample, unpadded: ranges then come from real token positions only.
