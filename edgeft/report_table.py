@@ -10,15 +10,13 @@ from rich.table import Table
 
 
 def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
-    m, t = report["metrics"], report["teacher"]
+    m = report["metrics"]
     table = Table(title=f"{report['target']} bundle: {bundle}")
-    for col in ("model", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms", "size MiB"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    tl, sl = t["latency_ms"], report["latency_ms"]
-    table.add_row("teacher fp32 (PyTorch)", f"{m['teacher_accuracy']:.4f}", f"{m['teacher_macro_f1']:.4f}",
-                  f"{tl['p50']:.2f}", f"{tl['p90']:.2f}", f"{tl['p99']:.2f}", f"{t['size_mb']:.1f}")
-    table.add_row(f"shipped {report['quantization']['scheme']}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}",
-                  f"{sl['p50']:.2f}", f"{sl['p90']:.2f}", f"{sl['p99']:.2f}", f"{report['size_mb']:.1f}")
+    for col in ("model", "runtime", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms", "size MiB"):
+        table.add_column(col, justify="left" if col in ("model", "runtime") else "right")
+    for row in report["models"]:
+        table.add_row(row["model"], row["runtime"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}",
+                      f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['size_mb']:.1f}")
     console = Console()
     console.print(table)
     where = "target hardware" if report["latency_on_target_hardware"] else "this host (not the target hardware)"
@@ -36,4 +34,14 @@ def print_bench(result: dict[str, Any]) -> None:
     lat, metrics = result["latency_ms"], result.get("metrics")
     table.add_row(*(f"{lat[k]:.2f}" for k in ("p50", "p90", "p99", "mean", "std")), f"{result['peak_rss_mb']:.0f}",
                   f"{metrics['accuracy']:.4f}" if metrics else "-", f"{metrics['macro_f1']:.4f}" if metrics else "-")
+    Console().print(table)
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    """Any list of same-keyed dicts as a table; floats to 4 places."""
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col, justify="left" if isinstance(rows[0][col], str) else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     Console().print(table)

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def real_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
-    # 1,500 training texts for one epoch: minutes on 2 cores, enough to beat chance clearly.
+    # 1,500 training texts for one epoch: minutes on 2 cores, enough to beat chance clearly. The teacher is shipped
+    # here (--student none); test_real_distillation below distils it on a small budget.
     code, out, err = run_edgeft(["build", "--target", "x86-avx2", "--out", str(root / "bundle"),
-                                 "--work-dir", str(root / "work"), "--epochs", "1", "--max-train-samples", "1500"])
+                                 "--work-dir", str(root / "work"), "--epochs", "1", "--max-train-samples", "1500",
+                                 "--student", "none"])
     assert code in (0, 1), err
     return root / "bundle", code
 
@@ -50,3 +52,32 @@ def test_real_bundle_agrees_with_optimum(real_bundle):
     logits = model(**tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=128)).logits
     theirs = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
     assert ours == theirs
+
+
+def test_real_distillation_makes_a_smaller_student_that_beats_chance(real_bundle, tmp_path):
+    bundle, _ = real_bundle
+    teacher = json.loads((bundle / "manifest.json").read_text())["lineage"][0]["path"]
+    out = tmp_path / "student"
+    code, stdout, err = run_edgeft(["distill", "--teacher", teacher, "--data", "packaged:tweets", "--student",
+                                    "layers:2,ffn:768", "--out", str(out), "--max-train-samples", "1500",
+                                    "--epochs", "1", "--work-dir", str(tmp_path / "work"), "--device", "cpu"])
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = {r["model"]: r for r in manifest["test"]["rows"]}
+    assert rows["student fp32"]["layers"] == 2 and rows["teacher fp32"]["layers"] == 6
+    assert rows["student fp32"]["parameters_m"] < rows["teacher fp32"]["parameters_m"] * 0.7
+    assert rows["student fp32"]["accuracy"] > 0.6, rows  # 3 classes; the majority class alone is 0.42
+
+
+def test_packaged_l3_onnx_becomes_a_bert_student_folder(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from edgeft.profile import Student
+    from edgeft.stages.student import materialize_student
+
+    student = materialize_student(Student.from_spec("packaged:paraphrase-MiniLM-L3-v2"), tmp_path)
+    # The converter checked the folder against ONNX Runtime (1e-4) before accepting it; it loads as a classifier.
+    model = AutoModelForSequenceClassification.from_pretrained(student.model, num_labels=3)
+    assert model.config.num_hidden_layers == 3 and model.config.hidden_size == 384
+    again = materialize_student(Student.from_spec("packaged:paraphrase-MiniLM-L3-v2"), tmp_path)
+    assert again.model == student.model  # converted once, then cached

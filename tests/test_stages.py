@@ -13,12 +13,13 @@ from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime, load_profile
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages import export as export_stage
-from edgeft.stages.finetune import FinetuneSpec, finetune, length_grouped_batches
+from edgeft.stages.finetune import FinetuneSpec, finetune
+from edgeft.stages.training import length_grouped_batches
 from edgeft.stages.quantize import quantize
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
 # The same recipe as the CLI tests' TINY_TRAINING, so both share one cached fine-tune.
-TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=1e-3, batch_size=16, max_length=128,
+TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=3e-3, batch_size=16, max_length=128,
                          device="cpu")
 
 

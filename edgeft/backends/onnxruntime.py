@@ -93,8 +93,11 @@ def quantize(src: Path, out: Path, quantization: Quantization, isa: Isa,
         dataset = Dataset.from_dict(columns)
         # MinMax only: histogram calibration fails on BERT's -3.4e38 attention-mask values (STACK.md trap 1).
         calib_config = AutoCalibrationConfig.minmax(dataset)
-        ranges = quantizer.fit(dataset=dataset, calibration_config=calib_config, operators_to_quantize=qconfig.operators_to_quantize,
-                               batch_size=1, use_gpu=False)
+        # The augmented graph defaults to the current directory: keep it inside the stage's temporary folder.
+        augmented = out / "augmented_model.onnx"
+        ranges = quantizer.fit(dataset=dataset, calibration_config=calib_config, onnx_augmented_model_name=augmented,
+                               operators_to_quantize=qconfig.operators_to_quantize, batch_size=1, use_gpu=False)
+        augmented.unlink(missing_ok=True)
     quantizer.quantize(save_dir=out, quantization_config=qconfig, calibration_tensors_range=ranges)
     produced = out / "model_quantized.onnx"
     if not produced.is_file():

@@ -9,13 +9,14 @@ import sys
 
 import typer
 
-from edgeft.cli import build_cmd, run_cmds, targets_cmd
+from edgeft.cli import build_cmd, distill_cmd, run_cmds, targets_cmd
 from edgeft.errors import EdgeftError
 
 app = typer.Typer(name="edgeft", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Fine-tune, quantize and export transformer encoders for named devices, and verify them there.\n\n"
                        "Exit codes: 0 success, 1 a gate or budget failed, 2 bad input, 3 a stage failed at run time.")
 app.command("build")(build_cmd.build)
+app.command("distill")(distill_cmd.distill)
 app.command("predict")(run_cmds.predict)
 app.command("bench")(run_cmds.bench)
 app.add_typer(targets_cmd.app, name="targets")

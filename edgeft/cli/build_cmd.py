@@ -26,6 +26,11 @@ def build(
                                                  help="Train on a seeded, stratified subset of this size [default: 8000]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size [default: 32]."),
+    student: str | None = typer.Option(None, "--student", help="Ship a distilled student: layers:K[,ffn:N], "
+                                       "layers:0-5, a smaller model folder, or none to ship the teacher "
+                                       "[default: the profile's student: section]."),
+    extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
+                                           "teacher labels for the student."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
 ) -> None:
     """Fine-tune, export, quantize, evaluate on the target runtime, bench, and write a bundle."""
@@ -48,6 +53,6 @@ def build(
     # Column defaults follow the data: the packaged sets name their own columns.
     req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
-                       finetune=overrides)
+                       finetune=overrides, student=student, extra_text=extra_text)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

@@ -46,6 +46,27 @@ def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int) ->
     return {"model_ms": percentiles(samples), "tokenize_ms": percentiles(tokenize_ms), "samples_ms": samples}
 
 
+def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarray]], rounds: int,
+                        warmup: int) -> dict[str, list[float]]:
+    """Batch-1 latency (ms) of several models on the same inputs, timed in turn on each input in an order that
+    rotates from input to input: drift of a shared machine then hits every model alike, and ratios hold."""
+    names = list(sessions)
+    for feed in feeds[:warmup]:
+        for name in names:
+            sessions[name].run(feed)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    turn = 0
+    for _ in range(rounds):
+        for feed in feeds:
+            turn += 1
+            for k in range(len(names)):
+                name = names[(turn + k) % len(names)]
+                t0 = time.perf_counter()
+                sessions[name].run(feed)
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is KiB on Linux and bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

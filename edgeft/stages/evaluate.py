@@ -1,4 +1,5 @@
-"""Accuracy and latency of the fp32 teacher (PyTorch) on the same held-out texts and input policy as the bundle."""
+"""Accuracy and latency of an fp32 PyTorch model (the teacher, or the student before export) on the same held-out
+texts and input policy as the bundle."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from edgeft.runtime.bench import percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
 
-def teacher_report(hf_dir: Path, texts: list[str], gold: list[int], labels: list[str], policy: InputPolicy,
+def fp32_report(name: str, hf_dir: Path, texts: list[str], gold: list[int], labels: list[str], policy: InputPolicy,
                    threads: int, latency_texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
     torch, _ = torch_modules()
     model = load_classifier(hf_dir).eval()
@@ -33,5 +34,5 @@ def teacher_report(hf_dir: Path, texts: list[str], gold: list[int], labels: list
     finally:
         torch.set_num_threads(previous)
     size_mb = sum(p.stat().st_size for p in hf_dir.glob("*.safetensors")) / 2**20
-    return {"metrics": metrics, "latency_ms": {k: v for k, v in percentiles(samples).items() if k != "n"},
+    return {"name": name, "metrics": metrics, "latency_ms": {k: v for k, v in percentiles(samples).items() if k != "n"},
             "size_mb": size_mb, "runtime": f"pytorch {torch.__version__} fp32"}

@@ -35,7 +35,10 @@ class HeldOut:
 
 
 def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out: Path,
-            manifest_body: dict[str, Any], teacher: dict[str, Any], build_started: float) -> tuple[Path, dict[str, Any]]:
+            manifest_body: dict[str, Any], references: list[dict[str, Any]],
+            build_started: float) -> tuple[Path, dict[str, Any]]:
+    """`references`: the fp32 models the shipped one is compared with, the teacher first (budgets are against it)."""
+    teacher = references[0]
     started = time.perf_counter()
     runtime = Runtime(quantized.manifest["runtime"])
     labels = quantized.manifest["labels"]
@@ -59,6 +62,9 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
                   "quantization": quantized.manifest["quantization"]}
+        report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"]) for r in references]
+        report["models"].append(_row(f"shipped {report['quantization']['scheme']}", f"{runtime.value} {profile.format.value}",
+                                     metrics, report["latency_ms"], size_mb))
         report["budgets"] = check_budgets(profile, report)
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -71,6 +77,12 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                                                                                          "latency_ms": report["latency_ms"]}})
         del bundle  # release the session's file handles before the folder is renamed
     return out, {"report": report, "manifest": manifest}
+
+
+def _row(name: str, runtime: str, metrics: dict[str, Any], latency: dict[str, float], size_mb: float) -> dict[str, Any]:
+    """One line of the side-by-side table in report.json, the build summary and the model card."""
+    return {"model": name, "runtime": runtime, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "p50_ms": latency["p50"], "p90_ms": latency["p90"], "p99_ms": latency["p99"], "size_mb": size_mb}
 
 
 def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, labels: list[str], folder: Path) -> dict[str, Any]:

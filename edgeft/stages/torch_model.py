@@ -34,16 +34,38 @@ def check_model_folder(model_dir: Path) -> None:
                        f"AutoTokenizer.from_pretrained(...).save_pretrained(folder)")
 
 
-def load_classifier(model_dir: Path, labels: list[str] | None = None):
-    """A sequence classifier from safetensors only, never with remote code. `labels` sets a new head."""
+# The Auto class per task: distillation and export take the task from the artifact's manifest, never assume one.
+TASK_MODEL_CLASSES = {"classification": "AutoModelForSequenceClassification", "ner": "AutoModelForTokenClassification"}
+
+
+def load_classifier(model_dir: Path, labels: list[str] | None = None, task: str = "classification"):
+    """A sequence (or token) classifier from safetensors only, never with remote code. `labels` sets a new head."""
     _, transformers = torch_modules()
     kwargs = {}
     if labels is not None:
         # A base that is already a classifier (other labels) gets a fresh head of the right size.
         kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                   "label2id": {label: i for i, label in enumerate(labels)}, "ignore_mismatched_sizes": True}
-    return transformers.AutoModelForSequenceClassification.from_pretrained(
+    return getattr(transformers, TASK_MODEL_CLASSES[task]).from_pretrained(
         model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
+
+
+def set_training_options(model, dropout: float, freeze_embeddings: bool) -> None:
+    """Dropout everywhere (Dropout modules and SDPA attention's own rate) and whether word embeddings train.
+
+    On a CPU both are a large share of a training step: dropout's random masks a quarter of it, the word-embedding
+    matrix's gradient and Adam update (a third of MiniLM's parameters) much of the rest.
+    """
+    torch, _ = torch_modules()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = dropout
+        if hasattr(module, "dropout_prob"):  # SDPA attention keeps its rate as a float, not a Dropout module
+            module.dropout_prob = dropout
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, dropout)
+    model.get_input_embeddings().weight.requires_grad_(not freeze_embeddings)
 
 
 def torch_logits(model, encode, texts: list[str], batch_size: int = 64, device: str = "cpu") -> np.ndarray:

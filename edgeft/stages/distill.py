@@ -1,0 +1,234 @@
+"""Distillation: a fine-tuned teacher (hf-model) + labelled texts -> a smaller student (hf-model).
+
+The student learns from the teacher's softened outputs (KL at a temperature) and from the hard labels, optionally
+from the teacher's intermediate hidden states too. Texts without a label (extra unlabelled text) carry the soft
+loss alone. The teacher's outputs are computed once, before training, so every epoch costs only the student's
+forward and backward passes (unless intermediate-layer transfer needs the teacher's hidden states at every step).
+
+Nothing here assumes sequence classification: the losses take logits of shape [B, C] or [B, T, C] with a mask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
+from edgeft.data import Split, TextDataset, stratified_subset
+from edgeft.metrics import accuracy
+from edgeft.profile import Student
+from edgeft.progress import console
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.stages.finetune import model_hash, resolve_device, save_model
+from edgeft.stages.student import make_student, parameter_count
+from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
+from edgeft.stages.training import Schedule, train
+
+IGNORE = -100  # no hard label here: unlabelled extra text, or (token tasks) padding and sub-word positions
+
+
+class DistillSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    student: Student
+    max_length: int = 128
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def distillation_loss(student_logits, teacher_logits, labels, mask, temperature: float, alpha: float):
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy on the hard labels.
+
+    Shapes: logits [..., C], labels and mask [...] (mask: positions that count; labels IGNORE: no hard label).
+    The T^2 factor keeps the soft gradients' size independent of the temperature (Hinton et al., 2015).
+    """
+    torch, _ = torch_modules()
+    f = torch.nn.functional
+    s, t = student_logits[mask].float(), teacher_logits[mask].float()
+    soft = f.kl_div(f.log_softmax(s / temperature, -1), f.log_softmax(t / temperature, -1), log_target=True,
+                    reduction="batchmean") * temperature ** 2
+    y = labels[mask]
+    hard = f.cross_entropy(s, y, ignore_index=IGNORE) if bool((y != IGNORE).any()) else s.sum() * 0.0
+    return alpha * soft + (1 - alpha) * hard
+
+
+def hidden_state_loss(student_hidden, teacher_hidden, layer_map: tuple[int, ...], attention_mask, projections=None):
+    """Mean squared error between each student layer's output and its mapped teacher layer's, on real tokens only."""
+    torch, _ = torch_modules()
+    keep = attention_mask.bool()
+    losses = []
+    for i, j in enumerate(layer_map):
+        s, t = student_hidden[i + 1][keep].float(), teacher_hidden[j + 1][keep].float()
+        if projections is not None:
+            s = projections[i](s)
+        losses.append(torch.nn.functional.mse_loss(s, t))
+    return torch.stack(losses).mean()
+
+
+def distill(teacher: Artifact, data: TextDataset, split: Split, spec: DistillSpec, work_dir: Path,
+            extra_texts: list[str] = ()) -> Artifact:
+    labels = teacher.manifest["labels"]
+    device = resolve_device(spec.device)
+    key = {"teacher": teacher.manifest.get("cache_key") or model_hash(teacher.path), "data": data.sha256,
+           "split": split.sha256, "labels": labels, "spec": spec.model_dump(exclude={"device"}, mode="json"),
+           "student_model": model_hash(Path(spec.student.model)) if spec.student.model else None,
+           "extra_texts": sha256_json(list(extra_texts)) if extra_texts else None,
+           "versions": library_versions("torch", "transformers")}
+
+    def build(tmp: Path) -> dict[str, Any]:
+        return _distill(teacher, data, split, spec, list(extra_texts), device, tmp, work_dir)
+
+    return cached_stage(work_dir, "distill", key, build)
+
+
+def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: DistillSpec, extra_texts: list[str],
+             device: str, out: Path, work_dir: Path) -> dict[str, Any]:
+    torch, _ = torch_modules()
+    recipe = spec.student
+    labels, task = teacher_art.manifest["labels"], teacher_art.manifest.get("task", "classification")
+    torch.manual_seed(spec.seed)
+    teacher = load_classifier(teacher_art.path, task=task).eval()
+    student, plan = make_student(teacher, recipe, labels, task)
+    teacher.to(device)
+    student.to(device)
+    encode = TextEncoder(teacher_art.path / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
+
+    index = {label: i for i, label in enumerate(labels)}
+    chosen = stratified_subset(split.train, data.labels, recipe.max_train_samples, spec.seed)
+    texts = [data.texts[i] for i in chosen] + list(extra_texts)
+    hard = np.array([index[data.labels[i]] for i in chosen] + [IGNORE] * len(extra_texts))
+    dev_texts = [data.texts[i] for i in split.dev]
+    dev_y = [index[data.labels[i]] for i in split.dev]
+    lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
+
+    # A fine-tune artifact already knows its dev accuracy; any other teacher folder is measured here.
+    known_dev = teacher_art.manifest.get("metrics", {}).get("dev_accuracy")
+    outputs = teacher_outputs(teacher_art, teacher, encode, texts + ([] if known_dev else dev_texts), device, work_dir)
+    soft = torch.from_numpy(outputs[: len(texts)])
+    teacher_dev = known_dev or accuracy(dev_y, outputs[len(texts):].argmax(-1))
+    if recipe.hidden_weight == 0:
+        teacher.cpu()  # not needed during training: free the device's memory for the student
+
+    projections = None
+    t_width, s_width = teacher.config.hidden_size, student.config.hidden_size
+    if recipe.hidden_weight > 0 and s_width != t_width:
+        # A student of another width compares its hidden states through learned projections (TinyBERT-style).
+        projections = torch.nn.ModuleList(torch.nn.Linear(s_width, t_width) for _ in plan.layers).to(device)
+
+    def batch_loss(batch: np.ndarray):
+        feeds = {k: torch.from_numpy(v).to(device) for k, v in encode([texts[i] for i in batch]).items()}
+        y = torch.from_numpy(hard[batch]).to(device)
+        mask = torch.ones(len(batch), dtype=torch.bool, device=device)
+        want_hidden = recipe.hidden_weight > 0
+        outputs = student(**feeds, output_hidden_states=want_hidden)
+        loss = distillation_loss(outputs.logits, soft[batch].to(device), y, mask, recipe.temperature, recipe.alpha)
+        if want_hidden:
+            with torch.no_grad():
+                t_hidden = teacher(**feeds, output_hidden_states=True).hidden_states
+            loss = loss + recipe.hidden_weight * hidden_state_loss(outputs.hidden_states, t_hidden, plan.layers,
+                                                                   feeds["attention_mask"], projections)
+        return loss
+
+    def dev_score() -> float:
+        return accuracy(dev_y, torch_logits(student, encode, dev_texts, device=device).argmax(-1))
+
+    params = list(student.named_parameters())
+    if projections is not None:
+        params += [(f"projection.{n}", p) for n, p in projections.named_parameters()]
+    schedule = Schedule(recipe.epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
+                        recipe.weight_decay, recipe.patience, spec.seed)
+    metrics = train(student, params, lengths, schedule, device, batch_loss, dev_score, "distill")
+    save_model(student, teacher_art.path, out)
+    return {"kind": "hf-model", "task": task, "labels": labels, "device": device,
+            "spec": spec.model_dump(mode="json"), "train_samples": len(chosen), "extra_texts": len(extra_texts),
+            "student": {"layers": len(plan.layers), "teacher_layers": list(plan.layers), "copied": plan.copied,
+                        "ffn": student.config.intermediate_size, "hidden_size": s_width,
+                        "parameters": parameter_count(student), "teacher_parameters": parameter_count(teacher)},
+            "metrics": {**metrics, "teacher_dev_accuracy": teacher_dev},
+            "teacher": {"path": str(teacher_art.path), "cache_key": teacher_art.manifest.get("cache_key")},
+            "versions": library_versions("torch", "transformers")}
+
+
+def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: list[str], device: str,
+                    work_dir: Path) -> np.ndarray:
+    """The teacher's logits on `texts`, computed once and cached: every student trained from this teacher on
+    these texts (another target, another student shape) reuses them."""
+    key = {"teacher": teacher_art.manifest.get("cache_key") or model_hash(teacher_art.path),
+           "texts": sha256_json(texts), "max_length": encode.max_length,
+           "versions": library_versions("torch", "transformers")}
+
+    def build(tmp: Path) -> dict[str, Any]:
+        console.print(f"  teacher outputs on {len(texts)} texts")
+        np.save(tmp / "logits.npy", torch_logits(teacher, encode, texts, device=device))
+        return {"kind": "teacher-outputs", "texts": len(texts), "device": device}
+
+    art = cached_stage(work_dir, "teacher-outputs", key, build)
+    return np.load(art.path / "logits.npy", allow_pickle=False)
+
+
+def open_teacher(folder: Path) -> Artifact:
+    """An edgeft fine-tune artifact as it is, or any Hugging Face classifier folder (labels from its config)."""
+    from edgeft.artifact import MANIFEST, read_manifest
+    from edgeft.errors import BadInput
+    from edgeft.stages.torch_model import check_model_folder
+
+    check_model_folder(folder)
+    if (folder / MANIFEST).is_file():
+        manifest = read_manifest(folder)
+        if manifest.get("kind") == "hf-model":
+            return Artifact(folder, manifest)
+    import json
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    if not labels or all(label.startswith("LABEL_") for label in labels):
+        raise BadInput(f"teacher {folder}/config.json names no labels (id2label); fine-tune it with `edgeft build` "
+                       f"or save it with id2label set")
+    architectures = config.get("architectures") or []
+    task = "ner" if any(a.endswith("ForTokenClassification") for a in architectures) else "classification"
+    return Artifact(folder, {"kind": "hf-model", "labels": labels, "task": task})
+
+
+def distill_folder(teacher_dir: Path, data: TextDataset, split: Split, student: Student, out: Path, work_dir: Path,
+                   extra_texts: list[str], max_length: int, seed: int, device: str) -> Artifact:
+    """`edgeft distill`: distil, compare teacher and student on the held-out test split, write `out` atomically."""
+    import shutil
+
+    from edgeft.artifact import atomic_folder, read_manifest, write_manifest
+    from edgeft.errors import BadInput
+    from edgeft.metrics import classification_metrics
+    from edgeft.report_table import print_rows
+
+    teacher = open_teacher(teacher_dir)
+    if sorted(teacher.manifest["labels"]) != data.label_names:
+        raise BadInput(f"the data's labels {data.label_names} are not the teacher's {teacher.manifest['labels']}; "
+                       f"distil on the data the teacher was fine-tuned on")
+    from edgeft.stages.student import check_student, materialize_student
+
+    student = materialize_student(student, work_dir)
+    check_student(student, teacher.path)
+    spec = DistillSpec(student=student, max_length=max_length, seed=seed, device=device)
+    art = distill(teacher, data, split, spec, work_dir, extra_texts)
+    labels = teacher.manifest["labels"]
+    index = {label: i for i, label in enumerate(labels)}
+    texts, gold = [data.texts[i] for i in split.test], [index[data.labels[i]] for i in split.test]
+    encode = TextEncoder(art.path / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
+    rows = []
+    for name, folder in (("teacher fp32", teacher.path), ("student fp32", art.path)):
+        model = load_classifier(folder, task=art.manifest["task"])
+        metrics = classification_metrics(gold, torch_logits(model, encode, texts).argmax(-1).tolist(), labels)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({"model": name, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                     "parameters_m": round(params / 1e6, 2), "layers": model.config.num_hidden_layers})
+    with atomic_folder(out) as tmp:
+        shutil.copytree(art.path, tmp, dirs_exist_ok=True)
+        manifest = read_manifest(art.path)
+        manifest.pop("files", None)
+        manifest["test"] = {"texts": len(texts), "rows": rows}
+        write_manifest(tmp, manifest)
+    print_rows(f"distilled student: {out} ({len(texts)} held-out test texts, PyTorch fp32)", rows)
+    return Artifact(out, read_manifest(out))

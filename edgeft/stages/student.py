@@ -1,0 +1,136 @@
+"""Making a student from a teacher: keep some of its layers (DistilBERT-style initialisation), prune the
+feed-forward blocks to the units with the largest weights, or start from a smaller pretrained model.
+
+Latency on a CPU is close to linear in depth x width (measured: docs/experiments/distillation.md), so these are the
+two knobs that buy speed; the weights copied from the teacher give the student a head start the loss then refines.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeft.errors import BadInput
+from edgeft.profile import Student
+from edgeft.stages.torch_model import check_model_folder, load_classifier, set_training_options, torch_modules
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    layers: tuple[int, ...]  # for each student layer, the teacher layer its hidden state is compared with
+    copied: bool  # True: student layer i started as a copy of teacher layer layers[i]
+
+
+def spread_layers(teacher_layers: int, keep: int) -> tuple[int, ...]:
+    """K of N layers, evenly spaced, the last one always kept (it is the one the classifier was trained on)."""
+    return tuple(round((i + 1) * teacher_layers / keep) - 1 for i in range(keep))
+
+
+def encoder_layers(model):
+    """The ModuleList of transformer blocks of a BERT-family encoder (BERT, RoBERTa, ELECTRA, XLM-R...)."""
+    encoder = getattr(model.base_model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if layers is None:
+        raise BadInput(f"student from teacher layers needs a BERT-family encoder (base_model.encoder.layer); "
+                       f"{type(model).__name__} has none; pass --student with a smaller model folder instead")
+    return layers
+
+
+def materialize_student(student: Student, work_dir: Path) -> Student:
+    """`model: packaged:NAME` -> a Hugging Face folder in the work dir (converted from ONNX once, then cached)."""
+    if student.model is None or not student.model.startswith("packaged:"):
+        return student
+    from edgeft.artifact import cached_stage, sha256_file
+    from edgeft.assets import DEFAULT_MODEL, packaged_model
+    from edgeft.stages import onnx_bert
+
+    pkg = packaged_model(student.model.removeprefix("packaged:"))
+    if pkg.path.is_dir():
+        return student.model_copy(update={"model": str(pkg.path)})
+    tokenizer_from = packaged_model(DEFAULT_MODEL).path  # same vocabulary (checked by the converter)
+
+    def build(tmp: Path) -> dict:
+        onnx_bert.convert(pkg.path, tokenizer_from, tmp)
+        return {"kind": "hf-model", "source": pkg.name, "licence": pkg.licence}
+
+    art = cached_stage(work_dir, f"packaged-{pkg.name}", {"onnx": sha256_file(pkg.path)}, build)
+    return student.model_copy(update={"model": str(art.path)})
+
+
+def check_student(student: Student, teacher_dir: Path) -> None:
+    """Before any training: the student's layers and width must fit the teacher's config."""
+    import json
+
+    config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
+    if student.model is not None:
+        check_model_folder(Path(student.model))
+        from tokenizers import Tokenizer
+
+        # The student is trained on the teacher's token ids: a different vocabulary would be silent garbage.
+        if (Tokenizer.from_file(str(Path(student.model) / "tokenizer.json")).get_vocab()
+                != Tokenizer.from_file(str(teacher_dir / "tokenizer.json")).get_vocab()):
+            raise BadInput(f"student model {student.model} has another vocabulary than the teacher {teacher_dir}; "
+                           f"a student must share the teacher's tokenizer")
+        return
+    n, width = config.get("num_hidden_layers"), config.get("intermediate_size")
+    keep = spread_layers(n, student.layers) if isinstance(student.layers, int) else tuple(student.layers)
+    if n is not None and (len(keep) > n or max(keep) >= n):
+        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {n} layers (indices 0..{n - 1})")
+    if student.ffn is not None and width is not None and student.ffn > width:
+        raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({width})")
+
+
+def make_student(teacher, student: Student, labels: list[str], task: str) -> tuple[object, StudentPlan]:
+    """A new student model (on the CPU, trainable) and the layer map for intermediate-layer transfer."""
+    torch, _ = torch_modules()
+    teacher_n = len(encoder_layers(teacher))
+    if student.model is not None:
+        folder = Path(student.model)
+        check_model_folder(folder)
+        model = load_classifier(folder, labels, task)
+        n = len(encoder_layers(model))
+        return _prepare(model, student), StudentPlan(spread_layers(teacher_n, n), copied=False)
+
+    keep = (spread_layers(teacher_n, student.layers) if isinstance(student.layers, int) else tuple(student.layers))
+    if len(keep) > teacher_n or max(keep) >= teacher_n:
+        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {teacher_n} layers "
+                       f"(indices 0..{teacher_n - 1})")
+    model = copy.deepcopy(teacher).cpu()
+    source = encoder_layers(model)
+    encoder = model.base_model.encoder
+    encoder.layer = torch.nn.ModuleList([source[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    if student.ffn is not None:
+        width = model.config.intermediate_size
+        if student.ffn > width:
+            raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({width})")
+        for block in encoder.layer:
+            prune_feed_forward(block, student.ffn)
+        model.config.intermediate_size = student.ffn
+    return _prepare(model, student), StudentPlan(keep, copied=True)
+
+
+def _prepare(model, student: Student):
+    set_training_options(model, student.dropout, student.freeze_embeddings)
+    return model.train()
+
+
+def prune_feed_forward(block, keep: int) -> None:
+    """Keep the `keep` feed-forward units whose in- and out-weights have the largest norms (structured pruning)."""
+    torch, _ = torch_modules()
+    up, down = block.intermediate.dense, block.output.dense
+    score = up.weight.norm(dim=1) * down.weight.norm(dim=0)
+    units = torch.sort(torch.topk(score, keep).indices).values
+    new_up = torch.nn.Linear(up.in_features, keep, dtype=up.weight.dtype)
+    new_down = torch.nn.Linear(keep, down.out_features, dtype=down.weight.dtype)
+    with torch.no_grad():
+        new_up.weight.copy_(up.weight[units])
+        new_up.bias.copy_(up.bias[units])
+        new_down.weight.copy_(down.weight[:, units])
+        new_down.bias.copy_(down.bias)
+    block.intermediate.dense, block.output.dense = new_up, new_down
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
