@@ -36,7 +36,7 @@ VARIANTS: dict[str, dict] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=8000, help="training texts per variant")
+    parser.add_argument("--samples", type=int, default=8000, help="training texts per variant (0: the whole train split)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run these variants only")
     parser.add_argument("--extra", type=str, default="", help="JSON dict of extra variants")
@@ -52,7 +52,7 @@ def main() -> None:
     teacher = finetune(packaged_model(DEFAULT_MODEL).path, data, split, FinetuneSpec(device="cpu"), work)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for name, fields in variants.items():
-        student = Student(**{"epochs": args.epochs, "max_train_samples": args.samples, **fields})
+        student = Student(**{"epochs": args.epochs, "max_train_samples": args.samples or None, **fields})
         t0 = time.perf_counter()
         art = distill(teacher, data, split, DistillSpec(student=student, device="cpu"), Path(".edgeft/experiments"))
         m = art.manifest["metrics"]

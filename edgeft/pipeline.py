@@ -158,17 +158,15 @@ def build(req: BuildRequest) -> BuildResult:
 
 def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None:
     """The student to distil: --student overrides the profile's `student:` section, `none` ships the teacher."""
-    if req.student == "none":
+    if req.student == "none" or (req.student is None and profile.student is None):
+        if req.distill:
+            raise BadInput(f"--distill was given but this build ships no student (target '{profile.name}', "
+                           f"--student {req.student or 'not given'}); add --student layers:2 or drop --distill")
         return None
     try:
         if req.student is not None:
             base = profile.student.model_dump(exclude={"layers", "ffn", "model"}) if profile.student else {}
             return Student.from_spec(req.student, **{**base, **req.distill})
-        if profile.student is None:
-            if req.distill:
-                raise BadInput(f"distillation options were given but target '{profile.name}' ships no student; "
-                               f"add --student layers:2 (or a student: section to the profile)")
-            return None
         return Student(**{**profile.student.model_dump(), **req.distill})
     except ValidationError as exc:
         raise BadInput(f"student option {describe_validation_error(exc)}") from None

@@ -112,6 +112,9 @@ class Student(_Strict):
     # Weight of the intermediate-layer loss (MSE between mapped hidden states); 0 turns it off.
     hidden_weight: float = Field(0.0, ge=0)
     epochs: int = Field(3, ge=1)
+    # A small training set is repeated for more epochs until the student has seen at least this many examples
+    # (early stopping on the dev split still applies): one recipe then fits 30,000 tweets and 2,000 articles.
+    min_examples: int = Field(0, ge=0)
     learning_rate: float = Field(1e-4, gt=0)
     batch_size: int = Field(32, ge=1)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

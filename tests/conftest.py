@@ -89,7 +89,7 @@ def tiny_build_args(target: str, model: Path, data: Path, out: Path, work: Path,
 
     # A profile's student (2 of 6 layers, 768 feed-forward units) does not fit the 2-layer, 128-unit tiny model:
     # the same distillation path runs with a 1-layer student instead. A later --student in `extra` wins.
-    student = ["--student", "layers:1"] if load_profile(target).student is not None else []
+    student = (["--student", "layers:1", *TINY_DISTILLATION] if load_profile(target).student is not None else [])
     return ["build", "--target", target, "--model", str(model), "--data", str(data), "--out", str(out),
             "--work-dir", str(work), *TINY_TRAINING, "--device", "cpu", *student, *extra]
 
@@ -97,6 +97,7 @@ def tiny_build_args(target: str, model: Path, data: Path, out: Path, work: Path,
 # A 64-wide random model learns the word signal in ~100 steps at a high rate (its random word embeddings stay
 # frozen, as the default keeps pretrained ones); the real default is 8e-5.
 TINY_TRAINING = ["--epochs", "5", "--max-train-samples", "0", "--learning-rate", "3e-3", "--batch-size", "16"]
+TINY_DISTILLATION = ["--distill", "epochs=6", "--distill", "learning_rate=1e-3", "--distill", "batch_size=16"]
 
 
 @pytest.fixture(scope="session")

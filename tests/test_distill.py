@@ -141,14 +141,21 @@ def test_build_ships_the_student_and_reports_teacher_student_and_shipped(tiny_mo
     assert report["models"][1]["accuracy"] > 0.6
 
 
-@pytest.mark.parametrize("spec, message", [("layers:9", "do not fit a teacher with 2 layers"),
-                                           ("foo:1", "unknown student key 'foo'"),
-                                           ("layers:1,ffn:999", "wider than the teacher")])
-def test_bad_student_spec_is_one_line_exit_2(spec, message, tiny_model, tiny_csv, tmp_path, work_dir):
-    out = tmp_path / "bundle"
-    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, out, work_dir, "--student", spec))
+@pytest.mark.parametrize("args, message", [
+    (["--student", "layers:9"], "do not fit a teacher with 2 layers"),
+    (["--student", "foo:1"], "unknown student key 'foo'"),
+    (["--student", "layers:1,ffn:999"], "wider than the teacher"),
+    (["--distill", "temprature=3"], "unknown field 'temprature'"),
+    (["--distill", "alpha=2"], "field 'alpha'"),
+    (["--student", "none", "--distill", "epochs=2"], "ships no student"),
+    (["--distill", "epochs"], "not KEY=VALUE"),
+])
+def test_bad_student_options_are_one_line_exit_2_before_any_training(args, message, tiny_model, tiny_csv, tmp_path,
+                                                                      work_dir):
+    out, fresh_work = tmp_path / "bundle", tmp_path / "work"
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2-student", tiny_model, tiny_csv, out, fresh_work, *args))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-    assert not out.exists()
+    assert not out.exists() and not list(fresh_work.glob("work/finetune-*"))  # rejected before the fine-tune
 
 
 def test_a_smaller_model_folder_is_a_student_only_with_the_teachers_vocabulary(tiny_model, teacher, tmp_path):

@@ -29,6 +29,9 @@ def build(
     student: str | None = typer.Option(None, "--student", help="Ship a distilled student: layers:K[,ffn:N], "
                                        "layers:0-5, a smaller model folder, or none to ship the teacher "
                                        "[default: the profile's student: section]."),
+    distill: list[str] = typer.Option([], "--distill", help="Override a field of the student recipe, e.g. "
+                                      "--distill epochs=2 --distill learning_rate=2e-4 (fields: `edgeft targets show "
+                                      "x86-avx2`)."),
     extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
                                            "teacher labels for the student."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
@@ -50,9 +53,15 @@ def build(
         overrides["learning_rate"] = learning_rate
     if batch_size is not None:
         overrides["batch_size"] = batch_size
+    distill_overrides = {}
+    for item in distill:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--distill '{item}' is not KEY=VALUE, e.g. --distill epochs=2")
+        distill_overrides[key.strip()] = value.strip()
     # Column defaults follow the data: the packaged sets name their own columns.
     req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
-                       finetune=overrides, student=student, extra_text=extra_text)
+                       finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

@@ -10,6 +10,7 @@ Nothing here assumes sequence classification: the losses take logits of shape [B
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,12 +139,14 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
     params = list(student.named_parameters())
     if projections is not None:
         params += [(f"projection.{n}", p) for n, p in projections.named_parameters()]
-    schedule = Schedule(recipe.epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
+    epochs = max(recipe.epochs, math.ceil(recipe.min_examples / len(texts)))
+    schedule = Schedule(epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
                         recipe.weight_decay, recipe.patience, spec.seed)
     metrics = train(student, params, lengths, schedule, device, batch_loss, dev_score, "distill")
     save_model(student, teacher_art.path, out)
     return {"kind": "hf-model", "task": task, "labels": labels, "device": device,
             "spec": spec.model_dump(mode="json"), "train_samples": len(chosen), "extra_texts": len(extra_texts),
+            "epochs": epochs,
             "student": {"layers": len(plan.layers), "teacher_layers": list(plan.layers), "copied": plan.copied,
                         "ffn": student.config.intermediate_size, "hidden_size": s_width,
                         "parameters": parameter_count(student), "teacher_parameters": parameter_count(teacher)},
