@@ -38,7 +38,7 @@ from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 GOALS = {"tweets": 3.0, "bbc": 2.0}
 STUDENT_TARGET = "x86-avx2-student"
 MAX_ACCURACY_DROP = 0.01
-console = Console()
+console = Console(width=150)  # wide enough for the table in CI logs, where no terminal width is known
 
 
 def peer_chain(teacher: Path, work: Path) -> dict[str, Path]:
