@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+def _console() -> Console:
+    # Off a terminal (CI logs, pipes) rich assumes 80 columns and squeezes every column name; logs have room.
+    return Console() if sys.stdout.isatty() else Console(width=140)
 
 
 def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
@@ -17,7 +23,7 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
     for row in report["models"]:
         table.add_row(row["model"], row["runtime"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}",
                       f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['size_mb']:.1f}")
-    console = Console()
+    console = _console()
     console.print(table)
     where = "target hardware" if report["latency_on_target_hardware"] else "this host (not the target hardware)"
     console.print(f"{m['n']} held-out texts; latency batch 1, {report['threads']} thread(s), on {where}: "
@@ -34,7 +40,7 @@ def print_bench(result: dict[str, Any]) -> None:
     lat, metrics = result["latency_ms"], result.get("metrics")
     table.add_row(*(f"{lat[k]:.2f}" for k in ("p50", "p90", "p99", "mean", "std")), f"{result['peak_rss_mb']:.0f}",
                   f"{metrics['accuracy']:.4f}" if metrics else "-", f"{metrics['macro_f1']:.4f}" if metrics else "-")
-    Console().print(table)
+    _console().print(table)
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
@@ -44,4 +50,4 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="left" if isinstance(rows[0][col], str) else "right")
     for row in rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console().print(table)
+    _console().print(table)
