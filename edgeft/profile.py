@@ -108,10 +108,10 @@ class Student(_Strict):
     model: str | None = None
     # Soft targets: KL(teacher || student) at this temperature, weighted alpha; the hard labels get 1 - alpha.
     temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1)
+    alpha: float = Field(0.8, ge=0, le=1)
     # Weight of the intermediate-layer loss (MSE between mapped hidden states); 0 turns it off.
     hidden_weight: float = Field(0.0, ge=0)
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(2, ge=1)
     # A small training set is repeated for more epochs until the student has seen at least this many examples
     # (early stopping on the dev split still applies): one recipe then fits 30,000 tweets and 2,000 articles.
     min_examples: int = Field(0, ge=0)

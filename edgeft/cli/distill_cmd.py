@@ -22,13 +22,13 @@ def distill(
     encoding: str = Encoding,
     extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
                                            "teacher labels for the student."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Distillation epochs [default: 3]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Distillation epochs [default: 2]."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [default: 32]."),
     temperature: float | None = typer.Option(None, "--temperature", help="Softmax temperature of the soft targets "
                                              "[default: 2]."),
     alpha: float | None = typer.Option(None, "--alpha", help="Weight of the soft-target loss; 1 - alpha goes to the "
-                                       "hard labels [default: 0.5]."),
+                                       "hard labels [default: 0.8]."),
     hidden_weight: float | None = typer.Option(None, "--hidden-weight", help="Weight of the intermediate-layer "
                                                "(hidden-state) loss; 0 = off [default: 0]."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples", help="Seeded, stratified subset of "

@@ -73,12 +73,19 @@ def check_student(student: Student, teacher_dir: Path) -> None:
             raise BadInput(f"student model {student.model} has another vocabulary than the teacher {teacher_dir}; "
                            f"a student must share the teacher's tokenizer")
         return
-    n, width = config.get("num_hidden_layers"), config.get("intermediate_size")
-    keep = spread_layers(n, student.layers) if isinstance(student.layers, int) else tuple(student.layers)
-    if n is not None and (len(keep) > n or max(keep) >= n):
-        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {n} layers (indices 0..{n - 1})")
-    if student.ffn is not None and width is not None and student.ffn > width:
-        raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({width})")
+    kept_layers(student, config["num_hidden_layers"], config["intermediate_size"])
+
+
+def kept_layers(student: Student, teacher_layers: int, teacher_ffn: int) -> tuple[int, ...]:
+    """The teacher layers a `layers:` student keeps, once its layers and width are known to fit the teacher."""
+    keep = (spread_layers(teacher_layers, student.layers) if isinstance(student.layers, int)
+            else tuple(student.layers))
+    if len(keep) > teacher_layers or max(keep) >= teacher_layers:
+        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {teacher_layers} layers "
+                       f"(indices 0..{teacher_layers - 1})")
+    if student.ffn is not None and student.ffn > teacher_ffn:
+        raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({teacher_ffn})")
+    return keep
 
 
 def make_student(teacher, student: Student, labels: list[str], task: str) -> tuple[object, StudentPlan]:
@@ -92,19 +99,13 @@ def make_student(teacher, student: Student, labels: list[str], task: str) -> tup
         n = len(encoder_layers(model))
         return _prepare(model, student), StudentPlan(spread_layers(teacher_n, n), copied=False)
 
-    keep = (spread_layers(teacher_n, student.layers) if isinstance(student.layers, int) else tuple(student.layers))
-    if len(keep) > teacher_n or max(keep) >= teacher_n:
-        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {teacher_n} layers "
-                       f"(indices 0..{teacher_n - 1})")
+    keep = kept_layers(student, teacher_n, teacher.config.intermediate_size)
     model = copy.deepcopy(teacher).cpu()
     source = encoder_layers(model)
     encoder = model.base_model.encoder
     encoder.layer = torch.nn.ModuleList([source[i] for i in keep])
     model.config.num_hidden_layers = len(keep)
     if student.ffn is not None:
-        width = model.config.intermediate_size
-        if student.ffn > width:
-            raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({width})")
         for block in encoder.layer:
             prune_feed_forward(block, student.ffn)
         model.config.intermediate_size = student.ffn
