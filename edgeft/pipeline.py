@@ -74,10 +74,9 @@ def build(req: BuildRequest) -> BuildResult:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
     student = resolve_student(req, profile)
     if student is not None:
-        from edgeft.stages.student import check_student, materialize_student
+        from edgeft.stages.student import prepare_student
 
-        student = materialize_student(student, req.work_dir / "work")
-        check_student(student, model_dir)
+        student = prepare_student(student, model_dir, req.work_dir / "work")
     extra_texts = read_extra_text(req.extra_text) if req.extra_text else []
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · data {data_source} "
                   f"({len(data.texts)} texts, {len(data.label_names)} labels) · model {model_name}")
@@ -163,11 +162,16 @@ def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None
             raise BadInput(f"--distill was given but this build ships no student (target '{profile.name}', "
                            f"--student {req.student or 'not given'}); add --student layers:2 or drop --distill")
         return None
+    if req.student is not None:
+        base = profile.student.model_dump(exclude={"layers", "ffn", "model"}) if profile.student else {}
+        return parse_student(req.student, **{**base, **req.distill})
+    return parse_student(None, **{**profile.student.model_dump(), **req.distill})
+
+
+def parse_student(spec: str | None, **fields: Any) -> Student:
+    """A student from a --student spec plus fields (or from the fields alone); bad values are one BadInput line."""
     try:
-        if req.student is not None:
-            base = profile.student.model_dump(exclude={"layers", "ffn", "model"}) if profile.student else {}
-            return Student.from_spec(req.student, **{**base, **req.distill})
-        return Student(**{**profile.student.model_dump(), **req.distill})
+        return Student.from_spec(spec, **fields) if spec is not None else Student(**fields)
     except ValidationError as exc:
         raise BadInput(f"student option {describe_validation_error(exc)}") from None
     except ValueError as exc:

@@ -39,24 +39,16 @@ def distill(
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached."),
 ) -> None:
     """Distil a fine-tuned teacher into a smaller, faster student (soft targets + hard labels)."""
-    from pydantic import ValidationError
-
     from edgeft.artifact import check_output_folder
     from edgeft.data import load_dataset, split_dataset
     from edgeft.errors import BadInput
-    from edgeft.pipeline import read_extra_text
-    from edgeft.profile import Student, describe_validation_error
+    from edgeft.pipeline import parse_student, read_extra_text
     from edgeft.stages.distill import distill_folder
 
     given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "temperature": temperature,
              "alpha": alpha, "hidden_weight": hidden_weight,
              "max_train_samples": (max_train_samples or None) if max_train_samples is not None else None}
-    try:
-        recipe = Student.from_spec(student, **{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        raise BadInput(f"student option {describe_validation_error(exc)}") from None
-    except ValueError as exc:
-        raise BadInput(f"--student: {exc}") from None
+    recipe = parse_student(student, **{k: v for k, v in given.items() if v is not None})
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     check_output_folder(out)

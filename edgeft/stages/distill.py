@@ -24,7 +24,7 @@ from edgeft.profile import Student
 from edgeft.progress import console
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.finetune import model_hash, resolve_device, save_model
-from edgeft.stages.student import make_student, parameter_count
+from edgeft.stages.student import make_student, parameter_count, prepare_student
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
 from edgeft.stages.training import Schedule, train
 
@@ -210,10 +210,7 @@ def distill_folder(teacher_dir: Path, data: TextDataset, split: Split, student: 
     if sorted(teacher.manifest["labels"]) != data.label_names:
         raise BadInput(f"the data's labels {data.label_names} are not the teacher's {teacher.manifest['labels']}; "
                        f"distil on the data the teacher was fine-tuned on")
-    from edgeft.stages.student import check_student, materialize_student
-
-    student = materialize_student(student, work_dir)
-    check_student(student, teacher.path)
+    student = prepare_student(student, teacher.path, work_dir)
     spec = DistillSpec(student=student, max_length=max_length, seed=seed, device=device)
     art = distill(teacher, data, split, spec, work_dir, extra_texts)
     labels = teacher.manifest["labels"]
@@ -224,9 +221,8 @@ def distill_folder(teacher_dir: Path, data: TextDataset, split: Split, student: 
     for name, folder in (("teacher fp32", teacher.path), ("student fp32", art.path)):
         model = load_classifier(folder, task=art.manifest["task"])
         metrics = classification_metrics(gold, torch_logits(model, encode, texts).argmax(-1).tolist(), labels)
-        params = sum(p.numel() for p in model.parameters())
         rows.append({"model": name, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                     "parameters_m": round(params / 1e6, 2), "layers": model.config.num_hidden_layers})
+                     "parameters_m": round(parameter_count(model) / 1e6, 2), "layers": model.config.num_hidden_layers})
     with atomic_folder(out) as tmp:
         shutil.copytree(art.path, tmp, dirs_exist_ok=True)
         manifest = read_manifest(art.path)

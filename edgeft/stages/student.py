@@ -58,6 +58,13 @@ def materialize_student(student: Student, work_dir: Path) -> Student:
     return student.model_copy(update={"model": str(art.path)})
 
 
+def prepare_student(student: Student, teacher_dir: Path, work_dir: Path) -> Student:
+    """Before any training: packaged students made into folders, and the student checked against the teacher."""
+    student = materialize_student(student, work_dir)
+    check_student(student, teacher_dir)
+    return student
+
+
 def check_student(student: Student, teacher_dir: Path) -> None:
     """Before any training: the student's layers and width must fit the teacher's config."""
     import json
