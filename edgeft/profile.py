@@ -37,6 +37,7 @@ class Scheme(str, Enum):
     FP32 = "fp32"
     DYNAMIC_INT8 = "dynamic-int8"  # weights int8 offline, activations quantized per call: no calibration data
     STATIC_INT8 = "static-int8"  # weights and activations int8 with ranges from a calibration recipe
+    WEIGHT_INT8 = "weight-int8"  # weights stored int8 and decompressed at run time (OpenVINO/NNCF): size, not speed
 
 
 class Isa(str, Enum):
@@ -52,23 +53,104 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Quantization(_Strict):
+class Exclude(str, Enum):
+    """Parts of an encoder that a candidate keeps in fp32; each backend maps them to its own op types or nodes."""
+
+    EMBEDDINGS = "embeddings"  # the embedding lookups (Gather): a third of MiniLM's weights, and range-sensitive
+    LAYERNORM = "layernorm"
+    GELU = "gelu"
+    SOFTMAX = "softmax"
+    RESIDUAL_ADD = "residual-add"
+    CLASSIFIER = "classifier"  # the pooler and classifier matmuls between the [CLS] vector and the logits
+
+
+class Candidate(_Strict):
+    """One way to make the exported fp32 model smaller or faster. A profile lists several; the build measures them."""
+
+    # Short id shown in the candidate table and recorded in the manifest, e.g. dynamic-int8-pc.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
     scheme: Scheme
     # Symmetric per-channel weights cost a little size and often save accuracy on int8 matmuls.
     per_channel: bool = False
+    # Static schemes: zero-point-free ranges. Symmetric weights are the presets' default; symmetric activations
+    # suit s8s8 kernels (VNNI, Arm dot-product), asymmetric ones suit ReLU-free encoders' skewed activations.
+    symmetric_weights: bool = True
+    symmetric_activations: bool = False
     # Name of a recipe in calibration/ (static schemes only): which data, how many samples, which seed.
     calibration: str | None = None
-    # ONNX operator types to quantize; empty means the ISA preset's own list. Static presets also quantize
-    # LayerNormalization, Gather and more, which costs accuracy on small encoders: MatMul alone carries the FLOPs.
+    # ONNX operator types to quantize (ONNX Runtime only); empty means the ISA preset's own list. Static presets also
+    # quantize LayerNormalization, Gather and more, which costs accuracy on small encoders: MatMul carries the FLOPs.
     operators: tuple[str, ...] = ()
+    # Parts kept in fp32 whatever the operator list says.
+    exclude: tuple[Exclude, ...] = ()
+    # ONNX Runtime fp32 only: graph optimisation written into the file (Optimum's ORTOptimizer): 1 = basic fusions,
+    # 2 = + transformer fusions (attention, GELU, LayerNorm), 99 = + layout rewrites. None leaves the file as
+    # exported (the runtime still applies its own online optimisations when loading it). Not for int8: ORT's
+    # quantizer cannot type the fused contrib ops (measured: "Unable to find data type" on fused MiniLM).
+    optimization: Literal[1, 2, 99] | None = None
+    # OpenVINO static-int8 only: NNCF's accuracy-aware quantization, which reverts the most harmful quantized
+    # operations to fp32 until the dev-split drop is within the profile's accuracy budget.
+    accuracy_control: bool = False
 
     @model_validator(mode="after")
-    def _calibration_matches_scheme(self) -> Quantization:
-        if self.scheme is Scheme.STATIC_INT8 and not self.calibration:
-            raise ValueError("scheme 'static-int8' needs 'calibration: <recipe name in calibration/>'")
-        if self.scheme is not Scheme.STATIC_INT8 and self.calibration:
-            raise ValueError(f"'calibration' is only used by 'static-int8', not by '{self.scheme.value}'")
+    def _options_match_scheme(self) -> Candidate:
+        static = self.scheme is Scheme.STATIC_INT8
+        if static and not self.calibration:
+            raise ValueError(f"candidate '{self.name}': scheme 'static-int8' needs 'calibration: <recipe name in calibration/>'")
+        if not static and self.calibration:
+            raise ValueError(f"candidate '{self.name}': 'calibration' is only used by 'static-int8', not by '{self.scheme.value}'")
+        if self.accuracy_control and not static:
+            raise ValueError(f"candidate '{self.name}': 'accuracy_control' needs scheme 'static-int8'")
+        if self.scheme is Scheme.FP32 and (self.operators or self.exclude or self.per_channel):
+            raise ValueError(f"candidate '{self.name}': fp32 quantizes nothing; drop operators / exclude / per_channel")
+        if self.optimization is not None and self.scheme is not Scheme.FP32:
+            raise ValueError(f"candidate '{self.name}': 'optimization' is for fp32 candidates; ONNX Runtime's "
+                             f"quantizer cannot read the fused graph")
         return self
+
+    def summary(self) -> str:
+        """The options in a few words, for tables."""
+        parts = [self.scheme.value]
+        if self.per_channel:
+            parts.append("per-channel")
+        if self.scheme is Scheme.STATIC_INT8:
+            parts.append(f"{'sym' if self.symmetric_activations else 'asym'} act, {self.calibration}")
+        if self.operators:
+            parts.append("+".join(self.operators) + " only")
+        if self.exclude:
+            parts.append("fp32 " + "+".join(e.value for e in self.exclude))
+        if self.optimization is not None:
+            parts.append(f"ORT opt level {self.optimization}")
+        if self.accuracy_control:
+            parts.append("accuracy control")
+        return ", ".join(parts)
+
+
+class Quantization(_Strict):
+    """The candidates a build measures, in the profile's order of preference, or one pinned candidate."""
+
+    # Order matters: it is the preference order when latency cannot be measured on this host (arm64 on x86, say)
+    # and breaks near-ties when it can.
+    candidates: tuple[Candidate, ...] = Field(min_length=1)
+    # Name of one candidate to ship without a search (no dev-split evaluation, no latency race).
+    pin: str | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> Quantization:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must be unique, got {names}")
+        if self.pin is not None and self.pin not in names:
+            raise ValueError(f"'pin' is '{self.pin}', which is not a candidate; use one of {names}")
+        if self.pin is None and not any(c.scheme is Scheme.FP32 for c in self.candidates):
+            # fp32 is both the accuracy reference and the latency floor: int8 slower than it is never shipped.
+            raise ValueError("a search needs an fp32 candidate (the latency floor no shipped model may exceed); "
+                             "add {name: fp32, scheme: fp32} or pin one candidate")
+        return self
+
+    def searched(self) -> tuple[Candidate, ...]:
+        """What the build makes: the pinned candidate alone, or every candidate."""
+        return tuple(c for c in self.candidates if self.pin in (None, c.name))
 
 
 class InputPolicy(_Strict):

@@ -51,3 +51,25 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     _console().print(table)
+
+
+def selection_rows(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The candidate table as strings, shared by the build's printout and the model card."""
+    def num(row: dict[str, Any], key: str, fmt: str) -> str:
+        return format(row[key], fmt) if row.get(key) is not None else "-"
+
+    return [{"candidate": r["name"], "options": r["options"], "dev acc": num(r, "dev_accuracy", ".4f"),
+             "drop": num(r, "accuracy_drop", "+.4f"), "p50 ms": num(r, "p50_ms", ".2f"),
+             "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r["reason"]}
+            for r in record["candidates"]]
+
+
+def print_selection(record: dict[str, Any]) -> None:
+    table = Table(title=f"quantization candidates: decided by {record['decided_by']}")
+    rows = selection_rows(record)
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col in ("candidate", "options", "status", "why") else "right")
+    for row in rows:
+        style = "bold green" if row["status"] == "chosen" else None
+        table.add_row(*row.values(), style=style)
+    _console().print(table)

@@ -122,7 +122,8 @@ def test_distill_command_writes_a_smaller_student_that_learned(teacher, tiny_csv
 def test_build_ships_the_student_and_reports_teacher_student_and_shipped(tiny_model, tiny_csv, tmp_path, work_dir):
     profile = tmp_path / "small-x86.yaml"
     profile.write_text("name: small-x86\ndescription: test profile with a student\nruntime: onnxruntime\n"
-                       "format: onnx\nisa: avx2\nquantization: {scheme: dynamic-int8, per_channel: true}\n"
+                       "format: onnx\nisa: avx2\nquantization: {candidates: [{name: dynamic-int8, scheme: dynamic-int8, "
+                       "per_channel: true}, {name: fp32, scheme: fp32}], pin: dynamic-int8}\n"
                        "budgets: {max_accuracy_drop: 1.0}\n"
                        "student: {layers: 1, epochs: 6, learning_rate: 0.001, batch_size: 16}\n", encoding="utf-8")
     out = tmp_path / "bundle"

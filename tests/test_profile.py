@@ -52,8 +52,8 @@ def test_unknown_key_names_file_and_field(tmp_path):
 
 def test_bad_value_names_field_and_value(tmp_path):
     raw = _base()
-    raw["quantization"]["scheme"] = "int3"
-    with pytest.raises(BadInput, match=r"field 'quantization\.scheme'.*'int3'"):
+    raw["quantization"]["candidates"][0]["scheme"] = "int3"
+    with pytest.raises(BadInput, match=r"field 'quantization\.candidates\.0\.scheme'.*'int3'"):
         load_profile(_write(tmp_path, yaml.safe_dump(raw)))
 
 
@@ -66,8 +66,8 @@ def test_format_must_fit_runtime(tmp_path):
 
 def test_static_quantization_needs_a_calibration_recipe(tmp_path):
     raw = _base()
-    raw["quantization"]["scheme"] = "static-int8"
-    with pytest.raises(BadInput, match="needs 'calibration"):
+    raw["quantization"]["candidates"][0]["scheme"] = "static-int8"
+    with pytest.raises(BadInput, match="candidate 'dynamic-int8': scheme 'static-int8' needs 'calibration"):
         load_profile(_write(tmp_path, yaml.safe_dump(raw)))
 
 

@@ -78,13 +78,66 @@ def _ops(path):
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
+def candidate(profile_name: str, name: str):
+    return next(c for c in load_profile(profile_name).quantization.candidates if c.name == name)
+
+
 def test_dynamic_int8_quantizes_matmuls_and_shrinks(teacher, data, work_dir):
     ds, split = data
     exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
-    q = quantize(exported, load_profile("x86-avx2"), None, [], work_dir)
+    q = quantize(exported, candidate("x86-avx2", "dynamic-int8"), load_profile("x86-avx2"), None, [], work_dir)
     ops = _ops(q.path / "model.onnx")
     assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
     assert (q.path / "model.onnx").stat().st_size < (exported.path / "model.onnx").stat().st_size
+
+
+def test_excluded_parts_stay_fp32(teacher, data, work_dir):
+    """exclude: [embeddings] keeps the embedding tables float; [classifier] keeps the pooler and classifier float
+    even where the operator list (the static preset's, which includes Gemm) would quantize them."""
+    from edgeft.backends.onnxruntime import classifier_nodes
+    from edgeft.calibration import load_recipe
+    from edgeft.profile import Candidate
+    from edgeft.stages.quantize import calibration_texts
+
+    ds, split = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    everything = quantize(exported, candidate("x86-avx2", "dynamic-int8"), profile, None, [], work_dir)
+    body = quantize(exported, candidate("x86-avx2", "dynamic-int8-body"), profile, None, [], work_dir)
+    # Quantized embedding tables are stored int8 behind a DequantizeLinear; excluded, they stay float.
+    assert "DequantizeLinear" in _ops(everything.path / "model.onnx")
+    assert "DequantizeLinear" not in _ops(body.path / "model.onnx")
+    assert "MatMulInteger" in _ops(body.path / "model.onnx")  # the encoder layers are still int8
+    assert (body.path / "model.onnx").stat().st_size > (everything.path / "model.onnx").stat().st_size
+
+    head = classifier_nodes(exported.path / "model.onnx")
+    assert sorted(head) == ["/bert/pooler/dense/Gemm", "/classifier/Gemm"]
+    recipe = load_recipe("train-minmax")
+    calib = calibration_texts(ds, split, recipe)[:16]
+
+    def head_inputs_dequantized(excluded: tuple[str, ...]) -> bool:
+        c = Candidate(name="static-" + "-".join(excluded or ("all",)), scheme="static-int8", per_channel=True,
+                      calibration="train-minmax", exclude=excluded)
+        graph = onnx.load(str(quantize(exported, c, profile, recipe, calib, work_dir).path / "model.onnx")).graph
+        producer = {out: node.op_type for node in graph.node for out in node.output}
+        return all(producer.get(name) == "DequantizeLinear"
+                   for node in graph.node if node.name in head for name in node.input[:2])
+
+    assert head_inputs_dequantized(())
+    assert not head_inputs_dequantized(("classifier",))
+
+
+def test_graph_optimisation_fuses_before_quantizing(teacher, data, work_dir):
+    ds, split = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    fused = quantize(exported, candidate("x86-avx2", "fp32-fused"), profile, None, [], work_dir)
+    ops = _ops(fused.path / "model.onnx")
+    assert "SkipLayerNormalization" in ops and not {"MatMulInteger", "QuantizeLinear"} & ops
+    plain = backend(Runtime.ONNXRUNTIME).open_session(exported.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    session = backend(Runtime.ONNXRUNTIME).open_session(fused.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    encode = TextEncoder(exported.path / "tokenizer.json", 128, "right", session.input_names)
+    np.testing.assert_allclose(session.run(encode(ds.texts[:8])), plain.run(encode(ds.texts[:8])), atol=1e-4)
 
 
 def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
@@ -93,9 +146,10 @@ def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
     from edgeft.stages.quantize import calibration_texts
 
     profile = load_profile("x86-avx512-vnni")
-    recipe = load_recipe(profile.quantization.calibration)
+    c = candidate("x86-avx512-vnni", "static-int8-qdq")
+    recipe = load_recipe(c.calibration)
     exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
-    q = quantize(exported, profile, recipe, calibration_texts(ds, split, recipe), work_dir)
+    q = quantize(exported, c, profile, recipe, calibration_texts(ds, split, recipe), work_dir)
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(q.path / "model.onnx")
     assert q.manifest["calibration"]["texts"] == min(recipe.samples, len(split.train))
 
@@ -106,8 +160,34 @@ def test_openvino_nncf_int8_inserts_fake_quantize(teacher, data, work_dir):
     from edgeft.stages.quantize import calibration_texts
 
     profile = load_profile("openvino-cpu")
-    recipe = load_recipe(profile.quantization.calibration)
+    c = candidate("openvino-cpu", "nncf-int8")
+    recipe = load_recipe(c.calibration)
     exported = export_stage.export(teacher, Runtime.OPENVINO, InputPolicy(), ds.texts[:8], work_dir)
-    q = quantize(exported, profile, recipe, calibration_texts(ds, split, recipe)[:32], work_dir)
+    q = quantize(exported, c, profile, recipe, calibration_texts(ds, split, recipe)[:32], work_dir)
     xml = (q.path / "openvino_model.xml").read_text()
     assert "FakeQuantize" in xml
+
+
+def test_openvino_weight_only_int8_stores_int8_weights_and_no_fake_quantize(teacher, data, work_dir):
+    ds, split = data
+    exported = export_stage.export(teacher, Runtime.OPENVINO, InputPolicy(), ds.texts[:8], work_dir)
+    q = quantize(exported, candidate("openvino-cpu", "weight-int8"), load_profile("openvino-cpu"), None, [], work_dir)
+    xml = (q.path / "openvino_model.xml").read_text()
+    assert 'element_type="u8"' in xml and "FakeQuantize" not in xml
+    assert (q.path / "openvino_model.bin").stat().st_size < (exported.path / "openvino_model.bin").stat().st_size
+
+
+def test_openvino_accuracy_control_validates_on_dev_texts(teacher, data, work_dir):
+    ds, split = data
+    from edgeft.calibration import load_recipe
+    from edgeft.stages.quantize import DevSplit, calibration_texts
+
+    profile = load_profile("openvino-cpu")
+    c = candidate("openvino-cpu", "nncf-int8-ac")
+    recipe = load_recipe(c.calibration)
+    dev = DevSplit([ds.texts[i] for i in split.dev], [ds.label_names.index(ds.labels[i]) for i in split.dev])
+    exported = export_stage.export(teacher, Runtime.OPENVINO, InputPolicy(), ds.texts[:8], work_dir)
+    q = quantize(exported, c, profile, recipe, calibration_texts(ds, split, recipe)[:32], work_dir, dev)
+    assert q.manifest["quantization"]["accuracy_control"] is True
+    assert q.manifest["quantization"]["name"] == "nncf-int8-ac"
+    assert "FakeQuantize" in (q.path / "openvino_model.xml").read_text()

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.backends.session import check_inputs
+from edgeft.backends.session import Validation, check_inputs
 from edgeft.errors import MissingBackend, StageFailed
-from edgeft.profile import Isa, ModelFormat, Quantization, Scheme
+from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
 
 MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
 SCHEMES = (Scheme.FP32, Scheme.DYNAMIC_INT8, Scheme.STATIC_INT8)
+# Candidate options this backend implements (the others are refused before any work).
+OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operators", "exclude", "optimization")
 
 
 class OrtSession:
@@ -68,21 +70,44 @@ def export(hf_dir: Path, out: Path) -> Path:
     return out / MODEL_FILES[ModelFormat.ONNX]
 
 
-def quantize(src: Path, out: Path, quantization: Quantization, isa: Isa,
-             calibration: list[dict[str, np.ndarray]] | None) -> Path:
-    """Quantize src/model.onnx into out/model.onnx with Optimum's ISA preset (`AutoQuantizationConfig.<isa>`)."""
+# Which ONNX op types each excluded part is made of (fused and unfused forms), and what the default lists hold.
+EXCLUDED_OPS = {
+    Exclude.EMBEDDINGS: ("Gather", "GatherElements", "EmbedLayerNormalization"),
+    Exclude.LAYERNORM: ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization"),
+    Exclude.GELU: ("Gelu", "FastGelu", "BiasGelu", "Erf"),
+    Exclude.SOFTMAX: ("Softmax",),
+    Exclude.RESIDUAL_ADD: ("Add",),
+    Exclude.CLASSIFIER: (),  # by node name: see classifier_nodes
+}
+
+
+def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
+             calibration: list[dict[str, np.ndarray]] | None,
+             validation: Validation | None = None) -> Path:
+    """src/model.onnx -> out/model.onnx as the candidate says: fp32 (optionally graph-optimised by ORTOptimizer), or
+    quantized with Optimum's ISA preset (`AutoQuantizationConfig.<isa>`) narrowed by the candidate's options."""
     optimum_ort = _optimum_ort()
     from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
 
+    del validation  # accuracy-controlled quantization is NNCF's (OpenVINO); ONNX Runtime candidates never ask for it
     out.mkdir(parents=True, exist_ok=True)
-    if quantization.scheme is Scheme.FP32:
-        shutil.copy2(src / "model.onnx", out / "model.onnx")
+    if candidate.scheme is Scheme.FP32:
+        source = _optimize(src, out / ".optimized", candidate.optimization) if candidate.optimization else src
+        shutil.copy2(source / "model.onnx", out / "model.onnx")
+        shutil.rmtree(out / ".optimized", ignore_errors=True)
         return out / "model.onnx"
-    static = quantization.scheme is Scheme.STATIC_INT8
+    source = src
+    static = candidate.scheme is Scheme.STATIC_INT8
     preset = getattr(AutoQuantizationConfig, isa.value)
-    operators = list(quantization.operators) or None
-    qconfig = preset(is_static=static, per_channel=quantization.per_channel, operators_to_quantize=operators)
-    quantizer = optimum_ort.ORTQuantizer.from_pretrained(src, file_name="model.onnx")
+    qconfig = preset(is_static=static, per_channel=candidate.per_channel,
+                     use_symmetric_weights=candidate.symmetric_weights,
+                     use_symmetric_activations=candidate.symmetric_activations)
+    excluded_ops = {op for part in candidate.exclude for op in EXCLUDED_OPS[part]}
+    qconfig.operators_to_quantize = [op for op in (candidate.operators or qconfig.operators_to_quantize)
+                                     if op not in excluded_ops]
+    if Exclude.CLASSIFIER in candidate.exclude:
+        qconfig.nodes_to_exclude = classifier_nodes(source / "model.onnx")
+    quantizer = optimum_ort.ORTQuantizer.from_pretrained(source, file_name="model.onnx")
     ranges = None
     if static:
         if not calibration:
@@ -105,6 +130,44 @@ def quantize(src: Path, out: Path, quantization: Quantization, isa: Isa,
     # ort_config.json stays beside it: Optimum's own record of the exact quantization config.
     produced.rename(out / "model.onnx")
     return out / "model.onnx"
+
+
+def _optimize(src: Path, out: Path, level: int) -> Path:
+    """Optimum's ORTOptimizer at `level`, into out/model.onnx (+ config.json, which the quantizer reads)."""
+    optimum_ort = _optimum_ort()
+    from optimum.onnxruntime.configuration import OptimizationConfig
+
+    optimizer = optimum_ort.ORTOptimizer.from_pretrained(src, file_names=["model.onnx"])
+    optimizer.optimize(OptimizationConfig(optimization_level=level), save_dir=out)
+    produced = out / "model_optimized.onnx"
+    if not produced.is_file():
+        raise StageFailed(f"ORTOptimizer wrote no {produced.name} in {out}")
+    produced.rename(out / "model.onnx")
+    if not (out / "config.json").is_file():
+        shutil.copy2(src / "config.json", out / "config.json")
+    return out
+
+
+def classifier_nodes(model_file: Path) -> list[str]:
+    """Names of the matmuls between the [CLS] vector and the logits (pooler + classifier), found by walking back
+    from the graph's first output until the token-selecting Gather/Slice or a LayerNorm."""
+    import onnx
+
+    graph = onnx.load(str(model_file), load_external_data=False).graph
+    producer = {name: node for node in graph.node for name in node.output}
+    stop = {"Gather", "Slice", "LayerNormalization", "SkipLayerNormalization"}
+    found, todo, seen = [], [graph.output[0].name], set()
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in seen or node.op_type in stop:
+            continue
+        seen.add(node.name)
+        if node.op_type in ("MatMul", "Gemm"):
+            found.append(node.name)
+        todo.extend(node.input)
+    if not found:
+        raise StageFailed(f"{model_file}: found no classifier matmul between the logits and the [CLS] selection")
+    return found
 
 
 def convert(src_model: Path, out: Path, fmt: ModelFormat) -> Path:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from edgeft.errors import StageFailed
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Labelled dev-split feeds for accuracy-aware quantization: one feed per text, gold label indices beside."""
+
+    feeds: list[dict[str, np.ndarray]]
+    gold: list[int]
+    max_drop: float  # absolute accuracy the quantized model may lose against the fp32 one
 
 
 class Session(Protocol):

@@ -34,6 +34,8 @@ def build(
                                       "x86-avx2`)."),
     extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
                                            "teacher labels for the student."),
+    quantization: str | None = typer.Option(None, "--quantization", help="Ship this quantization candidate of the "
+                                            "profile without measuring the others (`edgeft targets show TARGET`)."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
 ) -> None:
     """Fine-tune, export, quantize, evaluate on the target runtime, bench, and write a bundle."""
@@ -62,6 +64,7 @@ def build(
     # Column defaults follow the data: the packaged sets name their own columns.
     req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
-                       finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text)
+                       finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text,
+                       quantization=quantization)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

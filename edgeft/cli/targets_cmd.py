@@ -18,11 +18,13 @@ def list_targets(ctx: typer.Context) -> None:
     from edgeft.profile import available_targets, load_profile
 
     table = Table(title="edgeft targets")
-    for col in ("name", "runtime", "format", "scheme", "description"):
+    for col in ("name", "runtime", "format", "quantization candidates", "description"):
         table.add_column(col)
     for name in available_targets():
         p = load_profile(name)
-        table.add_row(p.name, p.runtime.value, p.format.value, p.quantization.scheme.value, p.description)
+        q = p.quantization
+        shown = f"pinned: {q.pin}" if q.pin else f"{len(q.candidates)}, first {q.candidates[0].name}"
+        table.add_row(p.name, p.runtime.value, p.format.value, shown, p.description)
     Console().print(table)
 
 

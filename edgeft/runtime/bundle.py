@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeft.artifact import hash_tree, read_manifest
 from edgeft.backends import backend
+from edgeft.backends.session import Session
 from edgeft.errors import BadInput
 from edgeft.metrics import softmax
 from edgeft.profile import Runtime
@@ -54,20 +55,26 @@ class Bundle:
         return self.encoder(texts)
 
     def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            out[chunk] = self.session.run(self.encode([texts[i] for i in chunk]))
-        return out
+        return batched_logits(self.session, self.encoder, texts, len(self.labels), batch_size)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         probs = softmax(self.logits(list(texts), batch_size))
         best = probs.argmax(axis=-1)
         return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
+
+
+def batched_logits(session: Session, encode: TextEncoder, texts: list[str], n_labels: int,
+                   batch_size: int = 32) -> np.ndarray:
+    """Logits of many texts in batches; how a bundle and a build's candidate evaluation both score a split."""
+    if not texts:
+        return np.zeros((0, n_labels), dtype=np.float32)
+    # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), n_labels), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = order[start:start + batch_size]
+        out[chunk] = session.run(encode([texts[i] for i in chunk]))
+    return out
 
 
 def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Bundle:

@@ -61,9 +61,9 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "host": result["host"], "latency_on_target_hardware": target_hardware_present(profile, result["host"]),
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
-                  "quantization": quantized.manifest["quantization"]}
+                  "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"]}
         report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"]) for r in references]
-        report["models"].append(_row(f"shipped {report['quantization']['scheme']}", f"{runtime.value} {profile.format.value}",
+        report["models"].append(_row(f"shipped {report['quantization']['name']}", f"{runtime.value} {profile.format.value}",
                                      metrics, report["latency_ms"], size_mb))
         report["budgets"] = check_budgets(profile, report)
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)

@@ -1,8 +1,9 @@
-"""onnx | openvino-ir -> the same kind, quantized as the target profile says (or copied through for fp32)."""
+"""onnx | openvino-ir -> the same kind, made as one quantization candidate of the target profile says."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,26 @@ from edgeft.backends import backend
 from edgeft.calibration import CalibrationRecipe
 from edgeft.data import TextDataset, Split, stratified_subset
 from edgeft.errors import BadInput
-from edgeft.profile import Runtime, Scheme, TargetProfile
+from edgeft.backends.session import Validation
+from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
 def check_supported(profile: TargetProfile) -> None:
-    """Fail before any work if the profile asks its runtime for a scheme it has no implementation of."""
-    schemes = backend(profile.runtime).SCHEMES
-    if profile.quantization.scheme not in schemes:
-        raise BadInput(f"target '{profile.name}': field 'quantization.scheme' '{profile.quantization.scheme.value}' "
-                       f"is not available for runtime '{profile.runtime.value}'; use one of "
-                       f"{', '.join(s.value for s in schemes)}")
+    """Fail before any work if a candidate asks the profile's runtime for a scheme or option it does not implement."""
+    impl = backend(profile.runtime)
+    defaults = Candidate(name="x", scheme=Scheme.FP32)
+    for c in profile.quantization.candidates:
+        where = f"target '{profile.name}': candidate '{c.name}'"
+        if c.scheme not in impl.SCHEMES:
+            raise BadInput(f"{where}: scheme '{c.scheme.value}' is not available for runtime "
+                           f"'{profile.runtime.value}'; use one of {', '.join(s.value for s in impl.SCHEMES)}")
+        unsupported = [f for f in Candidate.model_fields if f not in ("name", "scheme", "calibration")
+                       and getattr(c, f) != getattr(defaults, f) and f not in impl.OPTIONS]
+        if unsupported:
+            raise BadInput(f"{where}: option '{unsupported[0]}' is not implemented for runtime "
+                           f"'{profile.runtime.value}' (it takes {', '.join(impl.OPTIONS)}); remove it")
 
 
 def calibration_texts(data: TextDataset, split: Split, recipe: CalibrationRecipe) -> list[str]:
@@ -30,31 +39,46 @@ def calibration_texts(data: TextDataset, split: Split, recipe: CalibrationRecipe
     return [data.texts[i] for i in chosen]
 
 
-def quantize(exported: Artifact, profile: TargetProfile, recipe: CalibrationRecipe | None,
-             calib_texts: list[str], work_dir: Path) -> Artifact:
+@dataclass(frozen=True)
+class DevSplit:
+    """Labelled held-out texts that accuracy-controlled quantization may validate on (never the test split)."""
+
+    texts: list[str]
+    gold: list[int]
+
+
+def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, recipe: CalibrationRecipe | None,
+             calib_texts: list[str], work_dir: Path, dev: DevSplit | None = None) -> Artifact:
+    """One candidate, cached by everything it depends on (accuracy-controlled ones also by their dev texts)."""
     runtime = Runtime(exported.manifest["runtime"])
-    q = profile.quantization
-    key = {"parent": exported.manifest["cache_key"], "quantization": q.model_dump(), "isa": profile.isa.value,
-           "policy": profile.input.model_dump(), "recipe": recipe.model_dump() if recipe else None,
+    dev = dev if candidate.accuracy_control else None
+    key = {"parent": exported.manifest["cache_key"], "candidate": candidate.model_dump(mode="json"),
+           "isa": profile.isa.value, "policy": profile.input.model_dump(),
+           "recipe": recipe.model_dump() if recipe else None,
            "calibration_texts": sha256_json(calib_texts) if recipe else None,
+           "validation": {"texts": sha256_json(dev.texts), "gold": sha256_json(dev.gold),
+                          "max_drop": profile.budgets.max_accuracy_drop} if dev else None,
            "versions": library_versions("onnxruntime", "optimum", "optimum-onnx", "openvino", "nncf")}
 
     def build(tmp: Path) -> dict[str, Any]:
-        calibration = None
-        if q.scheme is Scheme.STATIC_INT8:
+        calibration, validation = None, None
+        if recipe is not None:
             src_file = exported.path / exported.manifest["model_file"]
             session = backend(runtime).open_session(src_file, 1, TOKENIZER_OUTPUTS)
             encode = TextEncoder(exported.path / "tokenizer.json", profile.input.max_length, profile.input.truncation,
                                  session.input_names)
             # One text per sample, unpadded: ranges then come from real token positions only.
             calibration = [encode([text]) for text in calib_texts]
-        model_file = backend(runtime).quantize(exported.path, tmp, q, profile.isa, calibration)
+            if dev is not None:
+                validation = Validation([encode([text]) for text in dev.texts], dev.gold,
+                                        profile.budgets.max_accuracy_drop)
+        model_file = backend(runtime).quantize(exported.path, tmp, candidate, profile.isa, calibration, validation)
         for name in (*TOKENIZER_FILES, "config.json"):
             if (exported.path / name).is_file():
                 shutil.copy2(exported.path / name, tmp / name)
         return {"kind": exported.kind, "runtime": runtime.value, "model_file": model_file.name,
                 "labels": exported.manifest["labels"], "task": exported.manifest["task"],
-                "quantization": q.model_dump(mode="json"), "isa": profile.isa.value,
+                "quantization": candidate.model_dump(mode="json"), "isa": profile.isa.value,
                 "calibration": ({"recipe": recipe.model_dump(mode="json"), "texts": len(calib_texts),
                                  "texts_sha256": sha256_json(calib_texts)} if recipe else None),
                 "parent": {"stage": exported.manifest["stage"], "cache_key": exported.manifest["cache_key"]}}

@@ -1,0 +1,142 @@
+"""Choose which quantization candidate ships, by measuring every one on the target's runtime.
+
+The rules, in order:
+1. Accuracy: each candidate runs on the dev split in the shipped format and runtime. Its drop against the fp32
+   reference (the exported model, unquantized) must be within the profile's `max_accuracy_drop`. The test split is
+   never used here: it stays the build's final, unbiased verdict.
+2. Latency, when this host has the target's hardware: every candidate that passed is timed batch 1, interleaved with
+   the others on the same dev texts. The fastest ships, and never one slower than the fastest fp32 candidate (an
+   "optimised" model slower than fp32 is the trap this stage exists for). Candidates within `TIE` of the fastest
+   count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice.
+3. Without the target's hardware (arm64 or mobile on an x86 build host), host latency says nothing about the
+   device: the first candidate in the profile's preference order that passed step 1 ships, and the report says so.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeft.artifact import Artifact
+from edgeft.backends import backend
+from edgeft.backends.session import Session
+from edgeft.metrics import classification_metrics
+from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
+from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
+from edgeft.runtime.bundle import batched_logits
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.stages.package import model_files, target_hardware_present
+
+# Latency race: this many dev texts, each timed this many times per candidate (after one warm-up pass over all).
+LATENCY_TEXTS = 100
+LATENCY_ROUNDS = 3
+# p50s within 3 % of the fastest are a tie on a shared 2-core machine (run-to-run spread measured ~2 %).
+TIE = 0.03
+
+
+@dataclass(frozen=True)
+class Selection:
+    chosen: Artifact
+    record: dict[str, Any]  # the candidate table and how it was decided: report.json and manifest.json carry it
+
+
+def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], profile: TargetProfile,
+           dev_texts: list[str], dev_gold: list[int], pinned: str | None) -> Selection:
+    """`made`: candidate name -> (candidate, quantized artifact), in the profile's preference order."""
+    if pinned is not None:
+        candidate, artifact = made[pinned]
+        row = {**_describe(candidate, artifact), "status": "chosen", "reason": "pinned by the profile or --quantization"}
+        return Selection(artifact, {"decided_by": "pinned", "candidates": [row]})
+
+    runtime = Runtime(exported.manifest["runtime"])
+    labels = exported.manifest["labels"]
+    host = host_description()
+    timed = target_hardware_present(profile, host)
+    with tempfile.TemporaryDirectory(prefix="edgeft-select-") as tmp:
+        sessions: dict[str, tuple[Session, TextEncoder]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for name, (candidate, artifact) in made.items():
+            # Measured in the shipped format: the .ort converter rewrites the graph, so .onnx numbers would not do.
+            shipped = backend(runtime).convert(artifact.path / artifact.manifest["model_file"], Path(tmp) / name,
+                                               profile.format)
+            session = backend(runtime).open_session(shipped, profile.threads, TOKENIZER_OUTPUTS)
+            encode = TextEncoder(artifact.path / "tokenizer.json", profile.input.max_length,
+                                 profile.input.truncation, session.input_names)
+            sessions[name] = (session, encode)
+            predicted = batched_logits(session, encode, dev_texts, len(labels)).argmax(-1).tolist()
+            metrics = classification_metrics(dev_gold, predicted, labels)
+            rows[name] = {**_describe(candidate, artifact), "dev_accuracy": metrics["accuracy"],
+                          "dev_macro_f1": metrics["macro_f1"],
+                          "size_mb": sum(f.stat().st_size for f in model_files(shipped.parent, shipped)) / 2**20}
+        reference = _reference(made)
+        budget = profile.budgets.max_accuracy_drop
+        for row in rows.values():
+            row["accuracy_drop"] = rows[reference]["dev_accuracy"] - row["dev_accuracy"]
+        accurate = [n for n in made if rows[n]["accuracy_drop"] <= budget + 1e-12]
+        if timed:
+            encode_any = next(iter(sessions.values()))[1]
+            feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
+            race = {n: sessions[n][0] for n in made if n in accurate or made[n][0].scheme is Scheme.FP32}
+            samples = interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds))
+            for name, values in samples.items():
+                stats = percentiles(values)
+                rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"])
+        del sessions  # release the models before the temporary folder goes
+    chosen, decided_by = _decide(list(made), rows, accurate, budget, reference, timed, profile)
+    record = {"decided_by": decided_by, "reference": reference, "budget": budget, "dev_texts": len(dev_texts),
+              "latency": ({"texts": min(LATENCY_TEXTS, len(dev_texts)), "rounds": LATENCY_ROUNDS,
+                           "threads": profile.threads, "batch_size": 1, "tie": TIE} if timed else None),
+              "host": {"cpu": host["cpu"], "machine": host["machine"], "isa": host["isa"]},
+              "candidates": [rows[n] for n in made]}
+    return Selection(made[chosen][1], record)
+
+
+def _describe(candidate: Candidate, artifact: Artifact) -> dict[str, Any]:
+    return {"name": candidate.name, "scheme": candidate.scheme.value, "options": candidate.summary(),
+            "artifact": str(artifact.path)}
+
+
+def _reference(made: dict[str, tuple[Candidate, Artifact]]) -> str:
+    """The fp32 candidate that is the exported model as it is (else the first fp32 one): the accuracy reference."""
+    fp32 = [n for n, (c, _) in made.items() if c.scheme is Scheme.FP32]
+    plain = [n for n in fp32 if made[n][0].optimization is None]
+    return (plain or fp32)[0]
+
+
+def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[str], budget: float, reference: str,
+            timed: bool, profile: TargetProfile) -> tuple[str, str]:
+    for name in order:
+        rows[name]["status"] = "rejected"
+    for name in order:
+        if name not in accurate:
+            rows[name]["reason"] = f"dev accuracy drop {rows[name]['accuracy_drop']:.4f} > budget {budget}"
+    if not accurate:  # cannot happen while the reference itself is a candidate, but say so if it ever does
+        accurate = [reference]
+    if not timed:
+        chosen = accurate[0]
+        for name in accurate[1:]:
+            rows[name]["reason"] = f"'{chosen}' passed and comes first in the profile's preference order"
+        decided_by = (f"dev accuracy + the profile's preference order: this host lacks the {profile.isa.value} "
+                      f"hardware, so its latency would not be the device's")
+    else:
+        fp32_floor = min(rows[n]["p50_ms"] for n in accurate if rows[n]["scheme"] == Scheme.FP32.value)
+        eligible = [n for n in accurate if rows[n]["p50_ms"] <= fp32_floor]
+        for name in accurate:
+            if name not in eligible:
+                rows[name]["reason"] = (f"slower than the fastest fp32 candidate (p50 {rows[name]['p50_ms']:.2f} "
+                                        f"vs {fp32_floor:.2f} ms)")
+        fastest = min(rows[n]["p50_ms"] for n in eligible)
+        # Preference order breaks ties: the first eligible candidate within TIE of the fastest.
+        chosen = next(n for n in eligible if rows[n]["p50_ms"] <= fastest * (1 + TIE))
+        for name in eligible:
+            if name != chosen:
+                rows[name]["reason"] = (f"p50 {rows[name]['p50_ms']:.2f} ms vs {rows[chosen]['p50_ms']:.2f} ms for "
+                                        f"'{chosen}'" + (" (a tie: preference order)" if rows[name]["p50_ms"]
+                                                          <= fastest * (1 + TIE) else ""))
+        decided_by = f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the accuracy budget"
+    rows[chosen]["status"] = "chosen"
+    rows[chosen]["reason"] = ("fastest within the accuracy budget" if timed else
+                              "first within the accuracy budget in the preference order")
+    return chosen, decided_by
