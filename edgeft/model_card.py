@@ -8,7 +8,8 @@ from edgeft.profile import TargetProfile
 from edgeft.report_table import selection_rows
 
 
-def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any]) -> str:
+def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any], spec: dict[str, Any],
+               requires: dict[str, Any]) -> str:
     m = report["metrics"]
     inputs = manifest["inputs"]
     where = ("this host" if report["latency_on_target_hardware"] else
@@ -25,6 +26,11 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"with the teacher's soft targets.\n")
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
+    app = ""
+    if "mobile" in spec:
+        from edgeft.stages.mobile import mobile_readme
+
+        app = mobile_readme(profile, spec["model_inputs"], requires["min_runtime_version"])
     selection = report["selection"]
     table = selection_rows(selection)
     candidates = "\n".join("| " + " | ".join(row.values()) + " |" for row in table)
@@ -58,7 +64,7 @@ bundle = edgeft.runtime.load("path/to/this/folder")
 bundle.predict(["text to classify"])
 ```
 or `edgeft predict path/to/this/folder "text to classify"`.
-
+{app}
 ## Data and licences
 - Base model: {inputs['base_model']['name']} ({inputs['base_model']['licence']}).
 - Data: {inputs['data']['source']} ({inputs['data']['licence'] or 'licence: as stated by the data owner'}),

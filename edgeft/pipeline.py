@@ -19,7 +19,7 @@ from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
 
 from edgeft.errors import BadInput, BudgetFailed
-from edgeft.profile import Student, TargetProfile, describe_validation_error, load_profile, profile_path
+from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
 from edgeft.report_table import print_selection
 
@@ -68,6 +68,10 @@ def build(req: BuildRequest) -> BuildResult:
     check_output_folder(out)
     model_dir, model_name, model_licence = _model(req.model)
     check_model_folder(model_dir)
+    if profile.format is ModelFormat.ORT:
+        from edgeft.stages.mobile import check_tokenizer
+
+        check_tokenizer(model_dir / "tokenizer.json", profile)
     data_source = req.data or DEFAULT_DATA
     data = load_dataset(data_source, req.text_column, req.label_column, req.encoding)
     split = split_dataset(data, req.seed)

@@ -38,6 +38,64 @@ def test_mobile_bundle_has_ort_file_and_operator_config(tiny_bundles):
     assert json.loads((bundle / "manifest.json").read_text())["bundle"]["execution_providers"][0] == "XNNPACK"
 
 
+def test_mobile_bundle_ships_a_tokenizer_an_app_can_port_and_test_against(tiny_bundles):
+    from tokenizers import Tokenizer
+
+    bundle = tiny_bundles["mobile"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    mobile = manifest["bundle"]["mobile"]
+    assert (bundle / mobile["vocab"]).is_file() and (bundle / mobile["spec"]).is_file()
+    assert json.loads((bundle / mobile["spec"]).read_text())["max_length"] == 64  # the mobile profile's policy
+    # The reference ids are the runtime tokenizer's own (what the model was trained and evaluated with).
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.enable_truncation(64)
+    lines = [json.loads(line) for line in (bundle / mobile["reference"]).read_text().splitlines()]
+    assert len(lines) == mobile["reference_texts"] > 12
+    assert all(tok.encode(line["text"]).ids == line["input_ids"] for line in lines)
+    card = (bundle / "README.md").read_text()
+    assert "Android (Kotlin" in card and "iOS (Swift" in card and "mobile/reference.jsonl" in card
+    assert "mobile/vocab.txt" in manifest["files"]  # hashed like every other bundle file
+
+
+def test_build_reports_every_candidate_and_ships_one_never_slower_than_fp32(tiny_bundles):
+    """x86-avx2 on this (AVX2) host: latency decides among candidates within the accuracy budget."""
+    report = json.loads((tiny_bundles["x86-avx2"] / "report.json").read_text())
+    selection = report["selection"]
+    rows = {r["name"]: r for r in selection["candidates"]}
+    assert list(rows)[:2] == ["dynamic-int8", "dynamic-int8-pt"]  # the profile's order of preference
+    assert [r["status"] for r in rows.values()].count("chosen") == 1
+    chosen = next(r for r in rows.values() if r["status"] == "chosen")
+    assert report["quantization"]["name"] == chosen["name"]
+    assert selection["decided_by"].startswith("latency on this host")
+    fastest_fp32 = min(r["p50_ms"] for r in rows.values() if r["scheme"] == "fp32")
+    assert chosen["p50_ms"] <= fastest_fp32 and chosen["accuracy_drop"] <= selection["budget"]
+    assert all(r["reason"] for r in rows.values())  # every rejection says why
+    manifest = json.loads((tiny_bundles["x86-avx2"] / "manifest.json").read_text())
+    assert manifest["selection"] == selection
+    assert "train-minmax" in manifest["inputs"]["calibration_recipes"]  # the static candidate's recipe, hashed
+    assert "## Quantization: how the shipped scheme was chosen" in (tiny_bundles["x86-avx2"] / "README.md").read_text()
+
+
+def test_without_the_target_hardware_the_preference_order_decides(tiny_bundles):
+    report = json.loads((tiny_bundles["arm64"] / "report.json").read_text())
+    selection = report["selection"]
+    assert selection["decided_by"].startswith("dev accuracy + the profile's preference order")
+    assert all(r.get("p50_ms") is None for r in selection["candidates"])  # x86 timings would not be arm64's
+    first_accurate = next(r for r in selection["candidates"] if r["accuracy_drop"] <= selection["budget"])
+    assert first_accurate["status"] == "chosen"
+
+
+def test_quantization_flag_pins_one_candidate_and_skips_the_search(tmp_path, tiny_model, tiny_csv, work_dir):
+    out = tmp_path / "pinned"
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, out, work_dir,
+                                              "--quantization", "fp32"))
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["selection"]["decided_by"] == "pinned"
+    assert [r["name"] for r in report["selection"]["candidates"]] == ["fp32"]
+    assert report["quantization"]["scheme"] == "fp32"
+
+
 def test_onnx_bundle_loads_in_plain_onnxruntime_and_optimum(tiny_bundles):
     """What a user without edgeft does: the same predictions from onnxruntime + tokenizers, and from Optimum."""
     import onnxruntime as ort
@@ -122,6 +180,9 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
     no_config.mkdir()
     bad_profile = tmp_path / "bad.yaml"
     bad_profile.write_text("name: bad\nruntime: onnxruntime\nspeed: 11\n")
+    ov_option = tmp_path / "ov.yaml"
+    ov_option.write_text("name: ov\ndescription: d\nruntime: openvino\nformat: openvino-ir\nisa: avx2\n"
+                         "quantization: {candidates: [{name: pc, scheme: weight-int8, per_channel: true}], pin: pc}\n")
     return {
         "unknown target": (["--target", "nope"], "unknown target 'nope'"),
         "missing data": (["--data", str(tmp_path / "missing.csv")], "does not exist"),
@@ -132,11 +193,13 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
         "model without config": (["--model", str(no_config)], "has no config.json"),
         "invalid profile": (["--target", str(bad_profile)], "unknown field 'speed'"),
         "bad device": (["--device", "tpu"], "--device 'tpu'"),
+        "unknown candidate": (["--quantization", "int4"], "--quantization 'int4' is not a candidate"),
+        "option the runtime lacks": (["--target", str(ov_option)], "option 'per_channel' is not implemented for runtime 'openvino'"),
     }
 
 
 CASES = ["unknown target", "missing data", "empty data", "undecodable", "missing column", "single class",
-         "model without config", "invalid profile", "bad device"]
+         "model without config", "invalid profile", "bad device", "unknown candidate", "option the runtime lacks"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -13,15 +13,9 @@ pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
-def real_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    # 1,500 training texts for one epoch: minutes on 2 cores, enough to beat chance clearly. The teacher is shipped
-    # here (--student none); test_real_distillation below distils it on a small budget.
-    code, out, err = run_edgeft(["build", "--target", "x86-avx2", "--out", str(root / "bundle"),
-                                 "--work-dir", str(root / "work"), "--epochs", "1", "--max-train-samples", "1500",
-                                 "--student", "none"])
-    assert code in (0, 1), err
-    return root / "bundle", code
+def real_bundle(real_bundles):
+    # The teacher is shipped here (--student none); test_real_distillation below distils it on a small budget.
+    return real_bundles["x86-avx2"]
 
 
 def test_real_build_ships_within_budget(real_bundle):

@@ -17,7 +17,7 @@ from edgeft.backends import backend
 from edgeft.budgets import check_budgets
 from edgeft.metrics import softmax
 from edgeft.model_card import model_card
-from edgeft.profile import Runtime, TargetProfile
+from edgeft.profile import ModelFormat, Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
@@ -67,9 +67,14 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                                      metrics, report["latency_ms"], size_mb))
         report["budgets"] = check_budgets(profile, report)
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
+        if profile.format is ModelFormat.ORT:
+            from edgeft.stages.mobile import write_mobile_files
+
+            spec["mobile"] = write_mobile_files(tmp, profile, held_out.texts[: held_out.sample_size],
+                                                bundle.session.input_names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(model_card(profile, report, manifest_body), encoding="utf-8")
         requires = runtime_requirements(runtime, profile.format, tmp / model_file.name)
+        (tmp / "README.md").write_text(model_card(profile, report, manifest_body, spec, requires), encoding="utf-8")
         now = time.perf_counter()
         timings = {**manifest_body["timings"], "package": round(now - started, 2), "total": round(now - build_started, 2)}
         manifest = write_manifest(tmp, {"stage": "bundle", "kind": "bundle", "bundle": spec, "requires": requires,

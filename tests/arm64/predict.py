@@ -1,0 +1,32 @@
+"""Runs inside the emulated aarch64 python: load each bundle with edgeft.runtime (hashes verified), predict the
+first N held-out texts of its samples.jsonl, print one JSON object with the logits and what ran them.
+
+    .edgeft/arm64/python tests/arm64/predict.py N BUNDLE [BUNDLE ...]
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+import onnxruntime
+
+import edgeft.runtime
+from edgeft.runtime.samples import SAMPLES_FILE
+
+
+def main() -> None:
+    n, folders = int(sys.argv[1]), sys.argv[2:]
+    result = {"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "bundles": {}}
+    for folder in folders:
+        bundle = edgeft.runtime.load(folder)
+        lines = (bundle.path / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()[:n]
+        texts = [json.loads(line)["text"] for line in lines]
+        result["bundles"][folder] = {"texts": texts, "logits": bundle.logits(texts).tolist(),
+                                     "model_file": bundle.manifest["bundle"]["model_file"]}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
