@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
+# Off a terminal (CI logs) rich assumes 80 columns and wraps every status line; logs have room.
+console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)
 
 
 def progress_bar() -> Progress:

@@ -15,9 +15,12 @@ import edgeft.runtime
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-# Dynamic int8 requantizes activations per call, and x86 and Arm kernels round differently: logits may differ by a
-# quantization step or so (ARM64.md saw 0.05 on MiniLM). Labels must agree wherever the x86 margin is clearer.
-LOGIT_ATOL = 0.15
+# Dynamic int8 picks activation scales per call, so both sides run batch 1 (padding would change the scales), and
+# x86 and Arm kernels still round differently here and there. Measured on the real MiniLM bundles, 32 tweets:
+# x86 vs aarch64 up to 0.13 per logit (arm64) and 0.04 (mobile), every label equal. Batched against batch 1 the
+# same models differ by up to 0.4. A broken runtime is off by whole logits.
+LOGIT_ATOL = 0.25
+MIN_AGREEMENT = 0.9
 TEXTS = 32  # held-out texts per bundle; about 1 s each for the int8 MiniLM under emulation
 
 
@@ -42,12 +45,14 @@ def assert_same_predictions(bundle: Path, arm: dict) -> None:
     x86 = edgeft.runtime.load(bundle)
     texts = arm["texts"]
     assert len(texts) >= 30
-    ours = x86.logits(texts)
+    ours = x86.logits(texts, batch_size=1)
     theirs = np.asarray(arm["logits"], dtype=np.float32)
     np.testing.assert_allclose(theirs, ours, atol=LOGIT_ATOL)
+    same = theirs.argmax(-1) == ours.argmax(-1)
+    assert same.mean() >= MIN_AGREEMENT, f"{int(same.sum())}/{len(same)} labels agree"
     top2 = np.sort(ours, axis=-1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 2 * LOGIT_ATOL
-    assert (theirs.argmax(-1) == ours.argmax(-1))[clear].all()
+    assert same[clear].all()  # a label may only differ where x86 itself was close to a tie
 
 
 def test_tiny_arm64_and_mobile_bundles_predict_on_aarch64_as_on_x86(arm64_python, tiny_bundles):
