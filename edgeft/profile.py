@@ -170,8 +170,11 @@ class Budgets(_Strict):
 class Bench(_Strict):
     # Warm-up calls are discarded: the first runs pay for allocation and kernel selection.
     warmup: int = Field(20, ge=0)
-    # Timed batch-1 calls; 200 gives stable p90 and a usable p99 on texts of mixed length.
+    # Timed batch-1 calls per round; 200 gives stable p90 and a usable p99 on texts of mixed length.
     runs: int = Field(200, ge=10)
+    # `edgeft bench` repeats the timed calls this many times: the spread of the rounds' p50 is the noise a gate
+    # allows for. (The build's own bench is one round.)
+    rounds: int = Field(5, ge=1)
 
 
 class Student(_Strict):

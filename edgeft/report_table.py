@@ -35,10 +35,12 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
 
 def print_bench(result: dict[str, Any]) -> None:
     table = Table(title=f"bench {result['bundle']} ({result['runtime']}, {result['threads']} thread(s), batch 1)")
-    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "peak RSS MiB", "accuracy", "macro-F1"):
+    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 spread", "cold start ms", "peak RSS MiB", "accuracy",
+                "macro-F1"):
         table.add_column(col, justify="right")
     lat, metrics = result["latency_ms"], result.get("metrics")
-    table.add_row(*(f"{lat[k]:.2f}" for k in ("p50", "p90", "p99", "mean", "std")), f"{result['peak_rss_mb']:.0f}",
+    table.add_row(*(f"{lat[k]:.2f}" for k in ("p50", "p90", "p99", "mean")), f"{result.get('p50_spread', 0):.1%}",
+                  f"{result['cold_start_ms']:.0f}" if "cold_start_ms" in result else "-", f"{result['peak_rss_mb']:.0f}",
                   f"{metrics['accuracy']:.4f}" if metrics else "-", f"{metrics['macro_f1']:.4f}" if metrics else "-")
     _console().print(table)
 
@@ -72,4 +74,13 @@ def print_selection(record: dict[str, Any]) -> None:
     for row in rows:
         style = "bold green" if row["status"] == "chosen" else None
         table.add_row(*row.values(), style=style)
+    _console().print(table)
+
+
+def print_gate(verdict: Any, profile: str) -> None:
+    table = Table(title=f"edgeft gate {verdict.target}: {'PASS' if verdict.passed else 'FAIL'} (budgets of {profile})")
+    for col in ("check", "observed", "limit", "result", "detail"):
+        table.add_column(col, justify="right" if col in ("observed", "limit") else "left")
+    for c in verdict.checks:
+        table.add_row(c.name, f"{c.observed:.4g}", f"{c.limit:.4g}", "pass" if c.passed else "[red]FAIL[/]", c.detail)
     _console().print(table)

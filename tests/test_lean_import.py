@@ -1,5 +1,5 @@
-"""A device has no torch: the runtime, `edgeft --help` and `edgeft predict` must not import torch, transformers or
-optimum. Checked in a fresh interpreter, where nothing else has imported them first."""
+"""A device has no torch: the runtime, `edgeft --help`, `predict`, `bench` and `gate` must not import torch,
+transformers or optimum. Checked in a fresh interpreter, where nothing else has imported them first."""
 
 from __future__ import annotations
 
@@ -39,3 +39,10 @@ def test_predict_and_bench_are_lean(tiny_bundles):
     body = "from edgeft.cli.app import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code"
     assert heavy_modules_after(body, ["predict", bundle, "good day"]) == []
     assert heavy_modules_after(body, ["bench", bundle, "--runs", "10"]) == []
+
+
+def test_gate_is_lean(tiny_bundles, tmp_path):
+    bench = tmp_path / "bench.json"
+    body = "from edgeft.cli.app import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code"
+    assert heavy_modules_after(body, ["bench", str(tiny_bundles["x86-avx2"]), "--runs", "10", "--json", str(bench)]) == []
+    assert heavy_modules_after(body, ["gate", str(bench), "--baseline", str(bench)]) == []

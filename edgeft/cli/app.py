@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgeft.cli import build_cmd, distill_cmd, run_cmds, targets_cmd
+from edgeft.cli import build_cmd, distill_cmd, gate_cmd, run_cmds, targets_cmd
 from edgeft.errors import EdgeftError
 
 app = typer.Typer(name="edgeft", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -19,6 +19,7 @@ app.command("build")(build_cmd.build)
 app.command("distill")(distill_cmd.distill)
 app.command("predict")(run_cmds.predict)
 app.command("bench")(run_cmds.bench)
+app.command("gate")(gate_cmd.gate)
 app.add_typer(targets_cmd.app, name="targets")
 
 

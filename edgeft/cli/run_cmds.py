@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -38,6 +39,8 @@ def bench(
     runs: int | None = typer.Option(None, "--runs", help="Timed batch-1 calls [default: the profile's]."),
     warmup: int | None = typer.Option(None, "--warmup", help="Untimed calls first [default: the profile's]."),
     threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Repeat the timed calls this many times; "
+                                      "their spread is the noise `edgeft gate` allows for [default: the profile's, 5]."),
 ) -> None:
     """Batch-1 latency percentiles, peak memory and accuracy of a bundle on this machine."""
     from edgeft import runtime
@@ -46,11 +49,17 @@ def bench(
     from edgeft.runtime.bench import bench as run_bench
     from edgeft.runtime.samples import bench_texts
 
+    started = time.perf_counter()
     loaded = runtime.load(bundle, threads=threads)
     texts, labels = bench_texts(loaded, data, text_column, label_column, encoding)
+    # Cold start: opening the bundle (hash check, session, tokenizer) to the first prediction, as an app sees it.
+    loaded.predict(texts[:1])
+    cold_start_ms = (time.perf_counter() - started) * 1e3
     spec = loaded.manifest["bundle"]["bench"]
     result = run_bench(loaded, texts, labels, warmup if warmup is not None else spec["warmup"],
-                       runs if runs is not None else spec["runs"])
+                       runs if runs is not None else spec["runs"],
+                       rounds if rounds is not None else spec.get("rounds", 5))
+    result["cold_start_ms"] = round(cold_start_ms, 1)
     result["report"] = _bundle_report(bundle)
     print_bench(result)
     if json_out is not None:
@@ -64,4 +73,4 @@ def _bundle_report(bundle: Path) -> dict:
     if not path.is_file():
         return {}
     report = json.loads(path.read_text(encoding="utf-8"))
-    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms")}
+    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads")}

@@ -22,8 +22,9 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
             "n": int(arr.size)}
 
 
-def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
-    """Batch-1 latency of the model call alone, texts pre-tokenized, cycling through `texts` in order.
+def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int, rounds: int = 1) -> dict[str, Any]:
+    """Batch-1 latency of the model call alone, texts pre-tokenized, cycling through `texts` in order; `rounds`
+    repeats of `runs` calls, so a gate can see how much the figure moves on this machine (its spread).
 
     Tokenization is timed apart: it is the app's cost too, but it is not the model's, and peers are compared on
     the model call.
@@ -37,13 +38,27 @@ def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int) ->
     # and that one-off cost is start-up, not steady-state latency.
     for i in range(max(warmup, len(feeds))):
         bundle.session.run(feeds[i % len(feeds)])
-    samples = []
-    for i in range(runs):
-        feed = feeds[i % len(feeds)]
-        t0 = time.perf_counter()
-        bundle.session.run(feed)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return {"model_ms": percentiles(samples), "tokenize_ms": percentiles(tokenize_ms), "samples_ms": samples}
+    samples, per_round = [], []
+    for _ in range(rounds):
+        this_round = []
+        for i in range(runs):
+            feed = feeds[i % len(feeds)]
+            t0 = time.perf_counter()
+            bundle.session.run(feed)
+            this_round.append((time.perf_counter() - t0) * 1e3)
+        samples += this_round
+        per_round.append(percentiles(this_round))
+    return {"model_ms": percentiles(samples), "tokenize_ms": percentiles(tokenize_ms), "samples_ms": samples,
+            "rounds": [{k: r[k] for k in ("p50", "p90", "p99")} for r in per_round]}
+
+
+def relative_spread(values: list[float]) -> float:
+    """Median absolute deviation over the median: how much a figure moves from round to round (0.02 = 2 %)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        return 0.0
+    median = float(np.median(arr))
+    return float(np.median(np.abs(arr - median)) / median) if median > 0 else 0.0
 
 
 def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarray]], rounds: int,
@@ -99,15 +114,18 @@ def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str
     return classification_metrics([index[l] for l in labels], predicted.tolist(), bundle.labels)
 
 
-def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: int, runs: int) -> dict[str, Any]:
+def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: int, runs: int,
+          rounds: int = 1) -> dict[str, Any]:
     """Everything `edgeft bench` reports, as one JSON-able dict."""
-    latency = measure_latency(bundle, texts, warmup, runs)
+    latency = measure_latency(bundle, texts, warmup, runs, rounds)
     result: dict[str, Any] = {
         "bundle": str(bundle.path), "target": bundle.target, "runtime": bundle.runtime.value,
         "threads": bundle.threads, "batch_size": 1, "texts": len(texts),
         "latency_ms": {k: latency["model_ms"][k] for k in ("p50", "p90", "p99", "mean", "std")},
         "tokenize_ms": {k: latency["tokenize_ms"][k] for k in ("p50", "p90")},
         "runs": runs, "warmup": warmup, "host": host_description(),
+        # Per-round percentiles and their spread: what a gate needs to tell a regression from this machine's noise.
+        "rounds": latency["rounds"], "p50_spread": relative_spread([r["p50"] for r in latency["rounds"]]),
     }
     if labels is not None:
         result["metrics"] = accuracy_of(bundle, texts, labels)

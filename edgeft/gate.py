@@ -1,0 +1,170 @@
+"""`edgeft gate`: bench results (and a baseline) -> a list of checks and one verdict, as JSON, Markdown and JUnit.
+
+Pure functions of the JSON files, so a CI job, a test or a benchmark gets the same verdict. Latency is judged
+against the noise measured in the two runs themselves: a bench repeats its timed calls in rounds, and the round-to-
+round spread of the p50 (relative MAD) sets how large a slowdown must be before it counts. A fixed floor keeps a
+quiet machine from calling every 2 % wobble a regression; the ceiling keeps a noisy one from waving through a 30 %
+slowdown; between them the tolerance grows with the spread the runs themselves showed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from edgeft.errors import BadInput
+from edgeft.profile import Budgets, available_targets, load_profile
+
+# Latency tolerance = clamp(SPREAD_FACTOR x (baseline spread + current spread), FLOOR, CEILING), as a ratio of p50s.
+# Chosen by benchmarks/gate_noise.py on this 2-core machine: unchanged bundles moved up to ~5 % between processes.
+LATENCY_FLOOR = 0.08
+LATENCY_CEILING = 0.15
+SPREAD_FACTOR = 4.0
+# Accuracy and macro-F1 may move this much against the baseline: the same bundle on the same texts is exact, but a
+# rebuilt model (another seed, another library version) moves by a few texts either way.
+METRIC_TOLERANCE = 0.005
+# Size may grow this much against the baseline (metadata, a new opset) before it counts.
+SIZE_TOLERANCE = 0.01
+
+
+@dataclass
+class Check:
+    name: str
+    observed: float
+    limit: float
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    target: str
+    passed: bool
+    checks: list[Check] = field(default_factory=list)
+    baseline: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "passed": self.passed, "baseline": self.baseline,
+                "checks": [asdict(c) for c in self.checks]}
+
+
+def read_bench(path: Path) -> dict[str, Any]:
+    """A bench JSON written by `edgeft bench --json`; anything else is one BadInput line naming the field."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path} does not exist; write it with `edgeft bench BUNDLE --json {path}`") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path} is not JSON ({exc}); pass a file written by `edgeft bench --json`") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected a JSON object from `edgeft bench --json`, got {type(data).__name__}")
+    for key, kind in (("latency_ms", dict), ("report", dict), ("threads", int)):
+        if not isinstance(data.get(key), kind):
+            raise BadInput(f"{path}: field '{key}' is missing or not a {kind.__name__}; rebench with this edgeft "
+                           f"(`edgeft bench BUNDLE --json {path}`)")
+    if not isinstance(data["latency_ms"].get("p50"), (int, float)) or data["latency_ms"]["p50"] <= 0:
+        raise BadInput(f"{path}: field 'latency_ms.p50' must be a positive number")
+    report = data["report"]
+    if not isinstance(report.get("metrics"), dict) or "teacher_accuracy" not in report["metrics"]:
+        raise BadInput(f"{path}: field 'report.metrics' lacks the build's teacher accuracy; bench a bundle that "
+                       f"`edgeft build` wrote (its report.json travels into the bench JSON)")
+    return data
+
+
+def budgets_for(bench: dict[str, Any], profile: str | None) -> tuple[str, Budgets]:
+    """The profile whose budgets apply: --profile, else the bundle's own target if it is a known profile."""
+    name = profile or bench["report"].get("target") or bench.get("target")
+    if profile is None and name not in available_targets():
+        return f"{name} (no such profile: default budgets)", Budgets()
+    return name, load_profile(name).budgets
+
+
+def gate(bench: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budgets) -> Verdict:
+    target = bench["report"].get("target") or bench.get("target", "?")
+    metrics = _metrics(bench)
+    teacher = bench["report"]["metrics"]
+    checks = [
+        _at_most("accuracy drop vs fp32 teacher", teacher["teacher_accuracy"] - metrics["accuracy"],
+                 budgets.max_accuracy_drop, f"{metrics['accuracy']:.4f} vs teacher {teacher['teacher_accuracy']:.4f}"),
+    ]
+    if teacher.get("teacher_macro_f1") is not None and metrics.get("macro_f1") is not None:
+        checks.append(_at_most("macro-F1 drop vs fp32 teacher", teacher["teacher_macro_f1"] - metrics["macro_f1"],
+                               budgets.max_accuracy_drop,
+                               f"{metrics['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
+    p50 = bench["latency_ms"]["p50"]
+    if budgets.max_latency_p50_ms is not None:
+        checks.append(_at_most("latency p50 (ms), profile budget", p50, budgets.max_latency_p50_ms, ""))
+    size = bench["report"].get("size_mb")
+    if budgets.max_size_mb is not None and size is not None:
+        checks.append(_at_most("model size (MiB), profile budget", size, budgets.max_size_mb, ""))
+    if baseline is not None:
+        checks += _against_baseline(bench, baseline, metrics)
+    return Verdict(target, all(c.passed for c in checks), checks)
+
+
+def _against_baseline(bench: dict[str, Any], baseline: dict[str, Any], metrics: dict[str, Any]) -> list[Check]:
+    if bench["threads"] != baseline["threads"]:
+        raise BadInput(f"the bench ran {bench['threads']} thread(s) and the baseline {baseline['threads']}; "
+                       f"rebench with --threads {baseline['threads']} or make a new baseline")
+    base_target = baseline["report"].get("target")
+    if base_target != bench["report"].get("target"):
+        raise BadInput(f"the baseline is for target '{base_target}', the bench for '{bench['report'].get('target')}'; "
+                       f"gate against a baseline of the same target")
+    checks = []
+    base_metrics = _metrics(baseline)
+    for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        if metrics.get(key) is None or base_metrics.get(key) is None:
+            continue
+        checks.append(_at_most(f"{label} drop vs baseline", base_metrics[key] - metrics[key], METRIC_TOLERANCE,
+                               f"{metrics[key]:.4f} vs baseline {base_metrics[key]:.4f} on {metrics.get('n', '?')} texts"))
+    spread = _spread(bench) + _spread(baseline)
+    tolerance = min(max(SPREAD_FACTOR * spread, LATENCY_FLOOR), LATENCY_CEILING)
+    ratio = bench["latency_ms"]["p50"] / baseline["latency_ms"]["p50"]
+    checks.append(_at_most("latency p50 vs baseline (ratio)", ratio, 1 + tolerance,
+                           f"{bench['latency_ms']['p50']:.3f} vs {baseline['latency_ms']['p50']:.3f} ms; tolerance "
+                           f"{tolerance:.1%} from the runs' spread {spread:.1%}"))
+    size, base_size = bench["report"].get("size_mb"), baseline["report"].get("size_mb")
+    if size is not None and base_size:
+        checks.append(_at_most("model size vs baseline (ratio)", size / base_size, 1 + SIZE_TOLERANCE,
+                               f"{size:.2f} vs {base_size:.2f} MiB"))
+    return checks
+
+
+def _metrics(bench: dict[str, Any]) -> dict[str, Any]:
+    # Accuracy measured by this bench (on the device) wins over the build's figure.
+    return bench.get("metrics") or bench["report"]["metrics"]
+
+
+def _spread(bench: dict[str, Any]) -> float:
+    spread = bench.get("p50_spread")
+    return float(spread) if isinstance(spread, (int, float)) and math.isfinite(spread) else 0.0
+
+
+def _at_most(name: str, observed: float, limit: float, detail: str) -> Check:
+    return Check(name, float(observed), float(limit), observed <= limit + 1e-12, detail)
+
+
+def markdown(verdict: Verdict) -> str:
+    """For CI step summaries (GitHub's $GITHUB_STEP_SUMMARY) and pull-request comments."""
+    head = "PASS" if verdict.passed else "FAIL"
+    rows = "\n".join(f"| {c.name} | {c.observed:.4g} | {c.limit:.4g} | {'pass' if c.passed else '**FAIL**'} | "
+                     f"{c.detail} |" for c in verdict.checks)
+    base = f" against baseline `{verdict.baseline}`" if verdict.baseline else ""
+    return (f"### edgeft gate: {head} ({verdict.target}{base})\n\n| check | observed | limit | result | detail |\n"
+            f"|---|---|---|---|---|\n{rows}\n")
+
+
+def junit(verdict: Verdict) -> str:
+    """One test case per check, so CI systems list each regression by name."""
+    suite = ElementTree.Element("testsuite", name=f"edgeft gate {verdict.target}", tests=str(len(verdict.checks)),
+                                failures=str(sum(not c.passed for c in verdict.checks)), errors="0")
+    for check in verdict.checks:
+        case = ElementTree.SubElement(suite, "testcase", classname=f"edgeft.gate.{verdict.target}", name=check.name)
+        if not check.passed:
+            failure = ElementTree.SubElement(case, "failure", message=f"{check.observed:.4g} > {check.limit:.4g}")
+            failure.text = check.detail
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

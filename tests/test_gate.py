@@ -1,0 +1,122 @@
+"""`edgeft gate` on real bench results of the tiny bundle: a rerun passes, a slower or less accurate one fails with
+exit 1 and says which check, bad files are exit 2, and the verdict comes out as JSON, Markdown and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from conftest import run_edgeft
+from edgeft.gate import LATENCY_CEILING, LATENCY_FLOOR, gate, read_bench
+from edgeft.profile import Budgets
+
+
+@pytest.fixture(scope="module")
+def benches(tiny_bundles, tmp_path_factory) -> tuple[Path, Path]:
+    """Two real `edgeft bench --json` runs of the same bundle: a baseline and a rerun."""
+    root = tmp_path_factory.mktemp("gate")
+    paths = []
+    for name in ("baseline", "rerun"):
+        path = root / f"{name}.json"
+        code, _, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--json", str(path), "--runs", "50",
+                                   "--rounds", "3"])
+        assert code == 0, err
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def edited(path: Path, tmp_path: Path, change) -> Path:
+    """A bench result with one figure changed: the gate reads files, so this is the real interface."""
+    data = json.loads(path.read_text())
+    change(data)
+    out = tmp_path / f"edited-{path.name}"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_bench_records_rounds_and_their_spread(benches):
+    data = json.loads(benches[0].read_text())
+    assert len(data["rounds"]) == 3 and data["p50_spread"] >= 0
+    assert data["report"]["metrics"]["teacher_accuracy"] is not None
+
+
+def test_an_unchanged_rerun_passes_and_writes_json_markdown_junit(benches, tmp_path):
+    baseline, rerun = benches
+    outputs = {flag: tmp_path / name for flag, name in (("--json", "v.json"), ("--markdown", "s.md"),
+                                                          ("--junit", "j.xml"))}
+    args = ["gate", str(rerun), "--baseline", str(baseline)]
+    for flag, path in outputs.items():
+        args += [flag, str(path)]
+    code, out, err = run_edgeft(args)
+    # A rerun of the same bundle on this busy 2-core test machine: within the floor unless the machine lurched.
+    verdict = json.loads(outputs["--json"].read_text())
+    latency = next(c for c in verdict["checks"] if c["name"].startswith("latency p50 vs baseline"))
+    assert code == (0 if verdict["passed"] else 1), err
+    assert latency["limit"] >= 1 + LATENCY_FLOOR
+    assert outputs["--markdown"].read_text().startswith("### edgeft gate: ")
+    suite = ElementTree.parse(outputs["--junit"]).getroot()
+    assert suite.tag == "testsuite" and int(suite.get("tests")) == len(verdict["checks"])
+    assert "accuracy drop vs fp32 teacher" in out
+
+
+def test_a_slowdown_beyond_the_tolerance_is_exit_1_and_named(benches, tmp_path):
+    baseline, _ = benches
+    base = read_bench(baseline)
+    slower = edited(baseline, tmp_path, lambda d: d["latency_ms"].update(p50=d["latency_ms"]["p50"] * (1.01 + LATENCY_CEILING)))
+    junit = tmp_path / "j.xml"
+    code, _, err = run_edgeft(["gate", str(slower), "--baseline", str(baseline), "--junit", str(junit)])
+    assert code == 1 and "latency p50 vs baseline" in err
+    failures = ElementTree.parse(junit).getroot().findall("testcase/failure")
+    assert len(failures) == 1
+    # The same file against itself passes: the tolerance is about noise, not absolute speed.
+    assert gate(base, base, Budgets()).passed
+
+
+def test_noise_widens_the_latency_tolerance_up_to_the_ceiling(benches):
+    base = read_bench(benches[0])
+
+    def run(spread: float, slowdown: float = 1.0) -> dict:
+        return {**base, "p50_spread": spread, "latency_ms": {**base["latency_ms"],
+                                                             "p50": base["latency_ms"]["p50"] * slowdown}}
+
+    assert not gate(run(0.0, 1.12), run(0.0), Budgets()).passed  # quiet runs: the 8 % floor catches 12 %
+    assert gate(run(0.02, 1.12), run(0.02), Budgets()).passed  # each moved 2 %: 4 x 4 % = 16 %, capped at 15 %
+    assert not gate(run(0.05, 1.16), run(0.05), Budgets()).passed  # however noisy, 16 % is past the ceiling
+
+
+def test_accuracy_loss_against_the_teacher_or_the_baseline_fails(benches, tmp_path):
+    baseline, _ = benches
+    worse = edited(baseline, tmp_path, lambda d: d["metrics"].update(accuracy=d["metrics"]["accuracy"] - 0.2))
+    code, _, err = run_edgeft(["gate", str(worse), "--baseline", str(baseline)])
+    assert code == 1 and "accuracy drop vs baseline" in err and "accuracy drop vs fp32 teacher" in err
+
+
+def test_update_baseline_writes_the_first_baseline(benches, tmp_path):
+    _, rerun = benches
+    new = tmp_path / "base" / "baseline.json"
+    code, _, err = run_edgeft(["gate", str(rerun), "--baseline", str(new), "--update-baseline"])
+    assert code == 0, err
+    assert json.loads(new.read_text()) == json.loads(rerun.read_text())
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "does not exist"),
+    ("{not json", "is not JSON"),
+    ('{"latency_ms": {"p50": 1.0}}', "field 'report' is missing"),
+])
+def test_bad_bench_files_are_exit_2_with_one_line(tmp_path, content, fragment):
+    path = tmp_path / "bench.json"
+    if content is not None:
+        path.write_text(content)
+    code, _, err = run_edgeft(["gate", str(path)])
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_baseline_of_another_thread_count_is_refused(benches, tmp_path):
+    baseline, rerun = benches
+    other = edited(baseline, tmp_path, lambda d: d.update(threads=4))
+    code, _, err = run_edgeft(["gate", str(rerun), "--baseline", str(other)])
+    assert code == 2 and "--threads 4" in err
