@@ -85,6 +85,20 @@ def test_without_the_target_hardware_the_preference_order_decides(tiny_bundles):
     assert first_accurate["status"] == "chosen"
 
 
+def test_html_report_per_bundle_and_across_targets(tiny_bundles, tmp_path):
+    """Self-contained pages: no scripts, no links out; plots are inline SVG."""
+    own = (tiny_bundles["x86-avx2"] / "report.html").read_text()
+    assert "Quantization candidates" in own and "aria-label='latency histogram'" in own
+    page = tmp_path / "all.html"
+    code, _, err = run_edgeft(["report", str(tiny_bundles["x86-avx2"]), str(tiny_bundles["arm64"]), "--out", str(page)])
+    assert code == 0, err
+    html = page.read_text()
+    assert "aria-label='accuracy against latency'" in html and html.count("<h2>") == 3  # targets + 2 bundles
+    assert "<script" not in html and "http" not in html
+    code, _, err = run_edgeft(["report", str(tmp_path), "--out", str(tmp_path / "x.html")])
+    assert code == 2 and "has no report.json" in err
+
+
 def test_quantization_flag_pins_one_candidate_and_skips_the_search(tmp_path, tiny_model, tiny_csv, work_dir):
     out = tmp_path / "pinned"
     code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, out, work_dir,

@@ -20,6 +20,7 @@ app.command("distill")(distill_cmd.distill)
 app.command("predict")(run_cmds.predict)
 app.command("bench")(run_cmds.bench)
 app.command("gate")(gate_cmd.gate)
+app.command("report")(run_cmds.report)
 app.add_typer(targets_cmd.app, name="targets")
 
 

@@ -74,3 +74,16 @@ def _bundle_report(bundle: Path) -> dict:
         return {}
     report = json.loads(path.read_text(encoding="utf-8"))
     return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads")}
+
+
+def report(
+    bundles: list[Path] = typer.Argument(..., help="Bundle folders written by `edgeft build` (one or several targets)."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+) -> None:
+    """One self-contained HTML page: targets side by side, candidate tables, latency histograms, accuracy vs latency."""
+    from edgeft.artifact import atomic_file_write
+    from edgeft.html_report import read_bundle_report, render
+
+    page = render({str(b): read_bundle_report(b) for b in bundles})
+    atomic_file_write(out, page)
+    typer.echo(f"wrote {out}", err=True)

@@ -126,6 +126,7 @@ def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: in
         "runs": runs, "warmup": warmup, "host": host_description(),
         # Per-round percentiles and their spread: what a gate needs to tell a regression from this machine's noise.
         "rounds": latency["rounds"], "p50_spread": relative_spread([r["p50"] for r in latency["rounds"]]),
+        "latency_samples_ms": [round(x, 4) for x in latency["samples_ms"]],  # for histograms (edgeft report)
     }
     if labels is not None:
         result["metrics"] = accuracy_of(bundle, texts, labels)

@@ -16,6 +16,7 @@ from edgeft.artifact import Artifact, atomic_folder, library_versions, write_man
 from edgeft.backends import backend
 from edgeft.budgets import check_budgets
 from edgeft.metrics import softmax
+from edgeft.html_report import render as render_html
 from edgeft.model_card import model_card
 from edgeft.profile import ModelFormat, Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
@@ -61,7 +62,8 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "host": result["host"], "latency_on_target_hardware": target_hardware_present(profile, result["host"]),
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
-                  "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"]}
+                  "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"],
+                  "latency_samples_ms": result["latency_samples_ms"]}
         report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"]) for r in references]
         report["models"].append(_row(f"shipped {report['quantization']['name']}", f"{runtime.value} {profile.format.value}",
                                      metrics, report["latency_ms"], size_mb))
@@ -73,6 +75,7 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
             spec["mobile"] = write_mobile_files(tmp, profile, held_out.texts[: held_out.sample_size],
                                                 bundle.session.input_names)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (tmp / "report.html").write_text(render_html({out.name: report}), encoding="utf-8")
         requires = runtime_requirements(runtime, profile.format, tmp / model_file.name)
         (tmp / "README.md").write_text(model_card(profile, report, manifest_body, spec, requires), encoding="utf-8")
         now = time.perf_counter()
