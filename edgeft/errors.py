@@ -39,6 +39,10 @@ class StageFailed(EdgeftError):
     exit_code = 3
 
 
+class DeviceUnreachable(StageFailed):
+    """A device named by --device could not be reached or set up (exit 3); the message gives the reason."""
+
+
 class ExportParityError(StageFailed):
     """The exported graph disagrees with its PyTorch parent beyond the tolerance."""
 

@@ -15,6 +15,22 @@ from edgeft.errors import EdgeftError
 app = typer.Typer(name="edgeft", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Fine-tune, quantize and export transformer encoders for named devices, and verify them there.\n\n"
                        "Exit codes: 0 success, 1 a gate or budget failed, 2 bad input, 3 a stage failed at run time.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from edgeft import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print edgeft's version and exit.")) -> None:
+    """Fine-tune, quantize and export transformer encoders for named devices, and verify them there."""
+
+
 app.command("build")(build_cmd.build)
 app.command("distill")(distill_cmd.distill)
 app.command("predict")(run_cmds.predict)

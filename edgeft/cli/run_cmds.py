@@ -41,8 +41,18 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Repeat the timed calls this many times; "
                                       "their spread is the noise `edgeft gate` allows for [default: the profile's, 5]."),
+    device: str = typer.Option("local", "--device", help="local, ssh://user@host[:port] (copies the bundle and, if "
+                               "needed, edgeft's runtime wheel; extra ssh options in EDGEFT_SSH_OPTIONS), or "
+                               "qemu-arm64 (emulated aarch64: predictions and accuracy only)."),
 ) -> None:
-    """Batch-1 latency percentiles, peak memory and accuracy of a bundle on this machine."""
+    """Batch-1 latency percentiles, peak memory and accuracy of a bundle, here or on a device."""
+    from edgeft.devices import parse_device
+
+    where = parse_device(device)
+    if where != "local":
+        _bench_elsewhere(where, bundle, data, json_out, {"--runs": runs, "--warmup": warmup, "--threads": threads,
+                                                        "--rounds": rounds})
+        return
     from edgeft import runtime
     from edgeft.artifact import atomic_file_write
     from edgeft.report_table import print_bench
@@ -62,6 +72,34 @@ def bench(
     result["cold_start_ms"] = round(cold_start_ms, 1)
     result["report"] = _bundle_report(bundle)
     print_bench(result)
+    if json_out is not None:
+        atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}", err=True)
+
+
+def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | None, options: dict) -> None:
+    from edgeft.artifact import atomic_file_write
+    from edgeft.devices import bench_on_qemu_arm64, bench_over_ssh
+    from edgeft.errors import BadInput
+    from edgeft.report_table import print_bench
+    from edgeft.runtime.bundle import load
+
+    load(bundle)  # verify the bundle here first: a tampered one never travels
+    if where == "qemu-arm64":
+        if data is not None or any(v is not None for v in options.values()):
+            raise BadInput("--device qemu-arm64 runs the bundle's own held-out samples and times nothing; drop "
+                           "--data / --runs / --warmup / --threads / --rounds")
+        result = bench_on_qemu_arm64(bundle)
+        m = result["metrics"]
+        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: accuracy {m['accuracy']:.4f} on "
+                   f"{result['texts']} held-out texts, {result['agreement_with_build']:.1%} of labels as at build "
+                   f"time; latency not measured (emulated)")
+    else:
+        if data is not None and (data.startswith("packaged:") or not Path(data).is_file()):
+            raise BadInput(f"--data '{data}' must be a file to copy to the device (packaged sets live on the build host)")
+        args = [str(v) for k, v in options.items() if v is not None for v in (k, v)]
+        result = bench_over_ssh(where, bundle, Path(data) if data else None, args)
+        print_bench(result)
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)

@@ -130,7 +130,8 @@ def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any]) -> dict
 
 def _write_samples(bundle: Bundle, held_out: HeldOut, path: Path) -> None:
     texts = held_out.texts[: held_out.sample_size]
-    logits = bundle.logits(texts)
+    # Batch 1, as a device checks itself: dynamic int8 picks activation scales per call, so batches would differ.
+    logits = bundle.logits(texts, batch_size=1)
     probs = softmax(logits)
     with open(path, "w", encoding="utf-8") as fh:
         for text, label, row, p in zip(texts, held_out.labels, logits, probs):

@@ -1,0 +1,99 @@
+"""`edgeft bench --device`: a real OpenSSH server on loopback (the device gets the bundle and, the first time, a
+wheel of edgeft's runtime-only install, then benches and sends the JSON back), an unreachable device (exit 3), and
+the emulated aarch64 runtime (predictions and accuracy, no latency)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_edgeft
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sshd")
+    port = free_port()
+    server = subprocess.Popen(["bash", str(REPO / "tests" / "ssh" / "sshd.sh"), str(root), str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"sshd did not start: {server.stdout.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("sshd did not listen within 120 s")
+    options = (f"-i {root / 'client_key'} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+               f"-o LogLevel=ERROR")
+    yield {"url": f"ssh://{getpass.getuser()}@127.0.0.1:{port}", "options": options, "root": root}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_bench_over_ssh_installs_the_runner_copies_the_bundle_and_returns_json(sshd, tiny_bundles, tmp_path,
+                                                                                monkeypatch):
+    runner = tmp_path / "device-home"  # the device's runner folder (the same machine here: keep it private)
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
+    monkeypatch.setenv("EDGEFT_RUNNER_DIR", str(runner))
+    out = tmp_path / "bench.json"
+    bundle = tiny_bundles["x86-avx2"]
+    code, stdout, err = run_edgeft(["bench", str(bundle), "--device", sshd["url"], "--runs", "20", "--rounds", "2",
+                                    "--json", str(out)])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["device"]["kind"] == "ssh" and result["latency_ms"]["p50"] > 0 and len(result["rounds"]) == 2
+    assert result["report"]["target"] == "x86-avx2"
+    # The device runs the runtime-only install from the wheel, not this environment.
+    probe = subprocess.run([str(runner / "venv" / "bin" / "python"), "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0
+    copied = runner / "bundles" / result["device"]["bundle"].rsplit("/", 1)[-1]
+    assert (copied / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
+    # A second bench reuses the installed runner and the copied bundle; the result gates like a local one.
+    again = tmp_path / "again.json"
+    code, _, err = run_edgeft(["bench", str(bundle), "--device", sshd["url"], "--runs", "20", "--json", str(again)])
+    assert code == 0, err
+    code, _, err = run_edgeft(["gate", str(again), "--baseline", str(out)])
+    assert code in (0, 1), err
+
+
+def test_unreachable_device_is_exit_3_with_the_reason(tiny_bundles, monkeypatch):
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", "-o ConnectTimeout=3")
+    code, _, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--device", f"ssh://nobody@127.0.0.1:{free_port()}"])
+    assert code == 3 and "cannot reach nobody@127.0.0.1" in err and "refused" in err
+
+
+def test_bad_device_spec_is_exit_2(tiny_bundles):
+    code, _, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--device", "ftp://box"])
+    assert code == 2 and "ssh://user@host[:port]" in err
+
+
+def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tmp_path):
+    setup = subprocess.run(["bash", str(REPO / "tests" / "arm64" / "setup.sh"), str(REPO / ".edgeft" / "arm64")],
+                           capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    out = tmp_path / "q.json"
+    code, stdout, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--device", "qemu-arm64", "--json", str(out)])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["machine"] == "aarch64" and result["latency_ms"] is None
+    assert result["agreement_with_build"] >= 0.9 and 0 <= result["metrics"]["accuracy"] <= 1
