@@ -1,7 +1,10 @@
 """Proof of the gate's verdict on this machine: no false alarms on an unchanged bundle, every 15-25 % slowdown caught.
 
 1. One baseline `edgeft bench` of a bundle (default bundles/x86-avx2, from `make build`).
-2. 20 more benches of the same, unchanged bundle, each gated against the baseline: every one must pass.
+2. 20 more benches of the same, unchanged bundle, each gated against the baseline: every one must pass. Each is
+   `edgeft bench --reference BASELINE_BUNDLE`, as the CI example runs it: the baseline's bundle is timed in turn with
+   the one under test, and the gate judges that pair's ratio (absolute p50s of separate processes drift on a
+   shared machine; the drift seen is printed too).
 3. A variant of the same model with extra work injected into its graph (a chain of matmuls on a scalar derived from
    the input, added to the logits times 1e-30, so predictions are unchanged and nothing can be folded away), sized
    here to be ~20 % slower; 20 benches of it, each gated against the same baseline: every one must fail.
@@ -30,7 +33,9 @@ from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.samples import SAMPLES_FILE
 
 EDGEFT = [sys.executable, "-m", "edgeft.cli.app"]
-TARGET_SLOWDOWN = 1.20
+TARGET_SLOWDOWN = 1.18  # aim below the middle of 15-25 %: the calibration reads ~2 % low
+# Per bench: 3 rounds of 100 timed calls (paired: 100 calls of each bundle per round), about 10 s; 41 benches.
+RUNS, ROUNDS = 100, 3
 
 
 def slowed_copy(bundle: Path, out: Path, width: int, depth: int = 4) -> Path:
@@ -71,7 +76,7 @@ def calibrate(bundle: Path, scratch: Path) -> tuple[Path, float]:
     texts = [json.loads(line)["text"] for line in (bundle / SAMPLES_FILE).read_text().splitlines()]
     feeds = [base.encode([t]) for t in texts]
     best: tuple[float, Path, float] | None = None
-    for width in (96, 128, 160, 192, 224, 256):
+    for width in (192, 224, 256, 288, 320):
         variant = slowed_copy(bundle, scratch / f"slow-{width}", width)
         samples = interleaved_latency({"base": base.session, "slow": load(variant).session}, feeds, 2, len(feeds))
         ratio = percentiles(samples["slow"])["p50"] / percentiles(samples["base"])["p50"]
@@ -82,11 +87,17 @@ def calibrate(bundle: Path, scratch: Path) -> tuple[Path, float]:
     return best[1], best[0]
 
 
-def bench(bundle: Path, out: Path) -> float:
-    done = subprocess.run([*EDGEFT, "bench", str(bundle), "--json", str(out)], capture_output=True, text=True)
+def bench(bundle: Path, out: Path, reference: Path | None = None) -> dict:
+    """One `edgeft bench` process, as CI runs it; with `reference`, the baseline's bundle is timed in turn with it."""
+    # Batch 1 only (--batch-size 0): the gate judges the batch-1 p50; the throughput case would only cost time here.
+    args = [*EDGEFT, "bench", str(bundle), "--json", str(out), "--batch-size", "0", "--runs", str(RUNS),
+            "--rounds", str(ROUNDS)]
+    if reference is not None:
+        args += ["--reference", str(reference)]
+    done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"edgeft bench {bundle} failed: {done.stderr.strip()}")
-    return json.loads(out.read_text())["latency_ms"]["p50"]
+    return json.loads(out.read_text())
 
 
 def gate(current: Path, baseline: Path) -> int:
@@ -107,26 +118,30 @@ def main() -> int:
         print("calibrating the injected work (target ~20 % slower):")
         slow, calibrated = calibrate(args.bundle, scratch)
         baseline = scratch / "baseline.json"
-        base_p50 = bench(args.bundle, baseline)
+        base_p50 = bench(args.bundle, baseline)["latency_ms"]["p50"]
         same, slowed = [], []
-        for i in range(args.repeats):
-            p50 = bench(args.bundle, scratch / f"same-{i}.json")
-            same.append((p50, gate(scratch / f"same-{i}.json", baseline)))
-            print(f"  unchanged {i + 1:2d}: p50 {p50:.3f} ms ({p50 / base_p50:.3f}x baseline) gate exit {same[-1][1]}")
-        for i in range(args.repeats):
-            p50 = bench(slow, scratch / f"slow-{i}.json")
-            slowed.append((p50, gate(scratch / f"slow-{i}.json", baseline)))
-            print(f"  slowed    {i + 1:2d}: p50 {p50:.3f} ms ({p50 / base_p50:.3f}x baseline) gate exit {slowed[-1][1]}")
-    false_alarms = sum(code != 0 for _, code in same)
-    caught = sum(code == 1 for _, code in slowed)
-    slowdown = statistics.median(p for p, _ in slowed) / statistics.median(p for p, _ in same)
+        for label, bundle, runs in (("unchanged", args.bundle, same), ("slowed", slow, slowed)):
+            for i in range(args.repeats):
+                out = scratch / f"{label}-{i}.json"
+                result = bench(bundle, out, reference=args.bundle)
+                runs.append({"p50_ms": result["latency_ms"]["p50"], "paired_ratio": result["paired"]["ratio"],
+                             "ratio_spread": result["paired"]["ratio_spread"], "gate_exit": gate(out, baseline)})
+                r = runs[-1]
+                print(f"  {label:9s} {i + 1:2d}: p50 {r['p50_ms']:.3f} ms ({r['p50_ms'] / base_p50:.3f}x the baseline "
+                      f"run), paired ratio {r['paired_ratio']:.3f} (spread {r['ratio_spread']:.1%}), gate exit "
+                      f"{r['gate_exit']}")
+    false_alarms = sum(r["gate_exit"] != 0 for r in same)
+    caught = sum(r["gate_exit"] == 1 for r in slowed)
+    slowdown = statistics.median(r["paired_ratio"] for r in slowed) / statistics.median(r["paired_ratio"] for r in same)
+    drift = max(r["p50_ms"] for r in same) / min(r["p50_ms"] for r in same)
     print(f"\nbaseline p50 {base_p50:.3f} ms; unchanged: {args.repeats - false_alarms}/{args.repeats} passed "
-          f"({false_alarms} false alarms); slowed variant (measured {slowdown - 1:.1%} slower by median p50, "
-          f"{calibrated - 1:.1%} in the interleaved calibration): {caught}/{args.repeats} caught")
+          f"({false_alarms} false alarms; their absolute p50 drifted by up to {drift - 1:.1%} between processes); "
+          f"slowed variant ({slowdown - 1:.1%} slower by median paired ratio, {calibrated - 1:.1%} in the "
+          f"calibration): {caught}/{args.repeats} caught")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"baseline_p50_ms": base_p50, "unchanged": same, "slowed": slowed,
                                      "false_alarms": false_alarms, "caught": caught, "measured_slowdown": slowdown,
-                                     "calibrated_slowdown": calibrated}, indent=2) + "\n")
+                                     "calibrated_slowdown": calibrated, "absolute_drift": drift}, indent=2) + "\n")
     ok = false_alarms == 0 and caught == args.repeats and 1.15 <= slowdown <= 1.25
     if not 1.15 <= slowdown <= 1.25:
         print(f"the variant was {slowdown - 1:.1%} slower, outside the 15-25 % the proof is about")

@@ -43,6 +43,10 @@ def print_bench(result: dict[str, Any]) -> None:
                   f"{result['cold_start_ms']:.0f}" if "cold_start_ms" in result else "-", f"{result['peak_rss_mb']:.0f}",
                   f"{metrics['accuracy']:.4f}" if metrics else "-", f"{metrics['macro_f1']:.4f}" if metrics else "-")
     _console().print(table)
+    if result.get("batched"):
+        b = result["batched"]
+        _console().print(f"batched: {b['batch_size']} texts per call, p50 {b['p50_ms']:.2f} ms per call, "
+                         f"{b['ms_per_text']:.2f} ms per text ({b['texts_per_s']:.0f} texts/s)")
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:

@@ -139,10 +139,12 @@ def test_onnx_bundle_loads_in_plain_onnxruntime_and_optimum(tiny_bundles):
 def test_bench_writes_json_with_latency_memory_and_accuracy(tiny_bundles, tiny_csv, tmp_path):
     out = tmp_path / "bench.json"
     code, stdout, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--data", str(tiny_csv),
-                                    "--json", str(out), "--runs", "30"])
+                                    "--json", str(out), "--runs", "30", "--cores", "0"])
     assert code == 0, err
     result = json.loads(out.read_text())
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p90"] <= result["latency_ms"]["p99"]
+    assert result["cores"] == [0] and result["cold_start_ms"] > 0 and len(result["rounds"]) == 5
+    assert result["batched"]["batch_size"] == 8 and result["batched"]["texts_per_s"] > 0
     assert result["peak_rss_mb"] > 0 and result["metrics"]["n"] == 360
     assert result["report"]["metrics"]["teacher_accuracy"] is not None
     assert "p50 ms" in stdout
@@ -151,6 +153,8 @@ def test_bench_writes_json_with_latency_memory_and_accuracy(tiny_bundles, tiny_c
 def test_bench_defaults_to_the_bundles_held_out_samples(tiny_bundles):
     code, out, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--runs", "10"])
     assert code == 0, err
+    samples = [json.loads(l) for l in (tiny_bundles["arm64"] / "samples.jsonl").read_text().splitlines()]
+    assert len({s["label"] for s in samples}) == 3  # a fair mix of the held-out texts, not one class's block
 
 
 def test_tampered_bundle_is_refused(tiny_bundles, tmp_path):

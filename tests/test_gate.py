@@ -120,3 +120,18 @@ def test_baseline_of_another_thread_count_is_refused(benches, tmp_path):
     other = edited(baseline, tmp_path, lambda d: d.update(threads=4))
     code, _, err = run_edgeft(["gate", str(rerun), "--baseline", str(other)])
     assert code == 2 and "--threads 4" in err
+
+
+def test_a_bench_paired_with_the_baselines_bundle_is_judged_by_the_pairs_ratio(tiny_bundles, benches, tmp_path):
+    """`--reference BUNDLE` times the baseline's bundle in turn with this one: machine drift cancels in the ratio."""
+    baseline, _ = benches
+    bundle = str(tiny_bundles["x86-avx2"])
+    out = tmp_path / "paired.json"
+    code, _, err = run_edgeft(["bench", bundle, "--reference", bundle, "--runs", "50", "--rounds", "3", "--json", str(out)])
+    assert code == 0, err
+    paired = read_bench(out)
+    assert len(paired["paired"]["ratio_rounds"]) == 3
+    names = [c.name for c in gate(paired, read_bench(baseline), Budgets()).checks]
+    assert "latency p50 vs baseline (paired ratio)" in names and "latency p50 vs baseline (ratio)" not in names
+    slower = {**paired, "paired": {**paired["paired"], "ratio": 1.2, "ratio_spread": 0.005}}
+    assert not gate(slower, read_bench(baseline), Budgets()).passed

@@ -41,17 +41,28 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Repeat the timed calls this many times; "
                                       "their spread is the noise `edgeft gate` allows for [default: the profile's, 5]."),
+    reference: Path | None = typer.Option(None, "--reference", help="Also time this bundle (e.g. the baseline's) "
+                                          "in turn with BUNDLE: the latency ratio of the pair survives the drift of a "
+                                          "shared machine, and `edgeft gate` prefers it."),
+    batch_size: int = typer.Option(8, "--batch-size", min=0, help="Also time whole batches of this many texts "
+                                   "(throughput); 0 skips it."),
+    cores: str | None = typer.Option(None, "--cores", help="Pin the bench to these CPU cores, e.g. 0 or 2,3 "
+                                     "(Linux), so other work on the machine moves less of the figure."),
     device: str = typer.Option("local", "--device", help="local, ssh://user@host[:port] (copies the bundle and, if "
                                "needed, edgeft's runtime wheel; extra ssh options in EDGEFT_SSH_OPTIONS), or "
                                "qemu-arm64 (emulated aarch64: predictions and accuracy only)."),
 ) -> None:
     """Batch-1 latency percentiles, peak memory and accuracy of a bundle, here or on a device."""
     from edgeft.devices import parse_device
+    from edgeft.errors import BadInput
 
     where = parse_device(device)
     if where != "local":
+        if reference is not None:
+            raise BadInput("--reference is for local benches; on a device, bench each bundle and gate the two JSONs")
         _bench_elsewhere(where, bundle, data, json_out, {"--runs": runs, "--warmup": warmup, "--threads": threads,
-                                                        "--rounds": rounds})
+                                                        "--rounds": rounds, "--batch-size": batch_size,
+                                                        "--cores": cores})
         return
     from edgeft import runtime
     from edgeft.artifact import atomic_file_write
@@ -59,6 +70,7 @@ def bench(
     from edgeft.runtime.bench import bench as run_bench
     from edgeft.runtime.samples import bench_texts
 
+    pinned = _pin(cores) if cores else None
     started = time.perf_counter()
     loaded = runtime.load(bundle, threads=threads)
     texts, labels = bench_texts(loaded, data, text_column, label_column, encoding)
@@ -68,13 +80,46 @@ def bench(
     spec = loaded.manifest["bundle"]["bench"]
     result = run_bench(loaded, texts, labels, warmup if warmup is not None else spec["warmup"],
                        runs if runs is not None else spec["runs"],
-                       rounds if rounds is not None else spec.get("rounds", 5))
+                       rounds if rounds is not None else spec.get("rounds", 5), batch_size)
+    result["cores"] = pinned
     result["cold_start_ms"] = round(cold_start_ms, 1)
+    result["bundle_manifest_sha256"] = _manifest_sha(bundle)
+    if reference is not None:
+        from edgeft.runtime.bench import paired_latency
+
+        other = runtime.load(reference, threads=loaded.threads)
+        result["paired"] = {**paired_latency(loaded, other, texts, result["runs"], len(result["rounds"])),
+                            "reference": str(reference), "reference_manifest_sha256": _manifest_sha(reference)}
     result["report"] = _bundle_report(bundle)
     print_bench(result)
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)
+
+
+def _manifest_sha(bundle: Path) -> str:
+    import hashlib
+
+    # The manifest pins every file of the bundle, so its hash names the bundle.
+    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+
+
+def _pin(cores: str) -> list[int]:
+    import os
+
+    from edgeft.errors import BadInput
+
+    try:
+        chosen = sorted({int(c) for c in cores.split(",")})
+    except ValueError:
+        raise BadInput(f"--cores '{cores}' is not a comma-separated list of core numbers, e.g. 0 or 2,3") from None
+    if not hasattr(os, "sched_setaffinity"):
+        raise BadInput("--cores needs Linux (sched_setaffinity); drop it on this system")
+    available = os.sched_getaffinity(0)
+    if not set(chosen) <= available:
+        raise BadInput(f"--cores {cores}: this machine offers cores {sorted(available)}")
+    os.sched_setaffinity(0, chosen)
+    return chosen
 
 
 def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | None, options: dict) -> None:
@@ -86,7 +131,7 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
 
     load(bundle)  # verify the bundle here first: a tampered one never travels
     if where == "qemu-arm64":
-        if data is not None or any(v is not None for v in options.values()):
+        if data is not None or any(v is not None for k, v in options.items() if k != "--batch-size"):
             raise BadInput("--device qemu-arm64 runs the bundle's own held-out samples and times nothing; drop "
                            "--data / --runs / --warmup / --threads / --rounds")
         result = bench_on_qemu_arm64(bundle)

@@ -52,6 +52,51 @@ def measure_latency(bundle: Bundle, texts: list[str], warmup: int, runs: int, ro
             "rounds": [{k: r[k] for k in ("p50", "p90", "p99")} for r in per_round]}
 
 
+def batched_latency(bundle: Bundle, texts: list[str], batch_size: int, rounds: int) -> dict[str, Any]:
+    """Throughput case (a server or a bulk job): whole batches of `batch_size` texts padded to their longest,
+    `rounds` passes over the texts after one warm-up pass. Per-call percentiles and the cost per text."""
+    batches = [bundle.encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    batches = [b for b in batches if len(b["input_ids"]) == batch_size] or batches  # full batches only, if any
+    for feed in batches:
+        bundle.session.run(feed)
+    calls = []
+    for _ in range(rounds):
+        for feed in batches:
+            t0 = time.perf_counter()
+            bundle.session.run(feed)
+            calls.append((time.perf_counter() - t0) * 1e3)
+    per_call = percentiles(calls)
+    size = len(batches[0]["input_ids"])
+    return {"batch_size": size, "calls": len(calls), "p50_ms": per_call["p50"], "p90_ms": per_call["p90"],
+            "ms_per_text": per_call["mean"] / size, "texts_per_s": 1e3 * size / per_call["mean"]}
+
+
+def paired_latency(bundle: Bundle, reference: Bundle, texts: list[str], runs: int, rounds: int) -> dict[str, Any]:
+    """The bundle and a reference bundle timed in turn on the same texts (which goes first alternates), `rounds`
+    rounds of `runs` calls each. On a shared machine absolute times drift between processes (measured here: up to
+    14 % between two benches of one unchanged bundle); in a pair both sides meet the same drift, so the ratio holds."""
+    feeds = [(bundle.encode([t]), reference.encode([t])) for t in texts]
+    for ours, theirs in feeds:  # warm-up: every shape once on both sides
+        bundle.session.run(ours)
+        reference.session.run(theirs)
+    ratios, ours_all, theirs_all = [], [], []
+    for _ in range(rounds):
+        ours_ms, theirs_ms = [], []
+        for i in range(runs):
+            pair = feeds[i % len(feeds)]
+            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                session = bundle.session if side == 0 else reference.session
+                t0 = time.perf_counter()
+                session.run(pair[side])
+                (ours_ms if side == 0 else theirs_ms).append((time.perf_counter() - t0) * 1e3)
+        ratios.append(float(np.median(ours_ms) / np.median(theirs_ms)))
+        ours_all += ours_ms
+        theirs_all += theirs_ms
+    return {"p50_ms": float(np.median(ours_all)), "reference_p50_ms": float(np.median(theirs_all)),
+            "ratio": float(np.median(ours_all) / np.median(theirs_all)), "ratio_rounds": ratios,
+            "ratio_spread": relative_spread(ratios), "runs": runs, "rounds": rounds}
+
+
 def relative_spread(values: list[float]) -> float:
     """Median absolute deviation over the median: how much a figure moves from round to round (0.02 = 2 %)."""
     arr = np.asarray(values, dtype=float)
@@ -115,8 +160,8 @@ def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str
 
 
 def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: int, runs: int,
-          rounds: int = 1) -> dict[str, Any]:
-    """Everything `edgeft bench` reports, as one JSON-able dict."""
+          rounds: int = 1, batch_size: int | None = None) -> dict[str, Any]:
+    """Everything `edgeft bench` reports, as one JSON-able dict. `batch_size` adds the batched (throughput) case."""
     latency = measure_latency(bundle, texts, warmup, runs, rounds)
     result: dict[str, Any] = {
         "bundle": str(bundle.path), "target": bundle.target, "runtime": bundle.runtime.value,
@@ -128,6 +173,8 @@ def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: in
         "rounds": latency["rounds"], "p50_spread": relative_spread([r["p50"] for r in latency["rounds"]]),
         "latency_samples_ms": [round(x, 4) for x in latency["samples_ms"]],  # for histograms (edgeft report)
     }
+    if batch_size:
+        result["batched"] = batched_latency(bundle, texts, batch_size, rounds)
     if labels is not None:
         result["metrics"] = accuracy_of(bundle, texts, labels)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
