@@ -115,7 +115,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="gate-noise-") as tmp:
         scratch = Path(tmp)
-        print("calibrating the injected work (target ~20 % slower):")
+        print(f"calibrating the injected work (target ~{TARGET_SLOWDOWN - 1:.0%} slower):")
         slow, calibrated = calibrate(args.bundle, scratch)
         baseline = scratch / "baseline.json"
         base_p50 = bench(args.bundle, baseline)["latency_ms"]["p50"]
