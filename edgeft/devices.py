@@ -8,7 +8,6 @@ lacks edgeft or has another version, runs `edgeft bench` there and pulls the JSO
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from typing import Any
 
 from edgeft import __version__
 from edgeft.errors import BadInput, DeviceUnreachable, StageFailed
+from edgeft.runtime.bundle import manifest_digest
 
 # On the device, relative to the login's home (or absolute): venv/, bundles/, wheels/. EDGEFT_RUNNER_DIR overrides.
 DEFAULT_RUNNER_DIR = ".edgeft-runner"
@@ -84,7 +84,7 @@ def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_arg
     version = device.run(f"{edgeft} --version 2>/dev/null || true").stdout.strip()
     if version != __version__:
         _install_runner(device, home)
-    digest = _tree_digest(bundle)
+    digest = manifest_digest(bundle)[:16]
     remote_bundle = f"{home}/bundles/{digest}"
     if device.run(f"test -f {remote_bundle}/manifest.json").returncode != 0:
         device.run(f"rm -rf {remote_bundle}.tmp && mkdir -p {remote_bundle}.tmp")
@@ -140,11 +140,6 @@ def _wheel(out: Path) -> Path:
         raise StageFailed(f"could not build edgeft's wheel for the device: {_last_line(done.stderr)}")
     raise StageFailed("this edgeft was not installed from a source tree, so it cannot build the wheel to copy to the "
                       "device; install edgeft on the device yourself (pip install edgeft) and run again")
-
-
-def _tree_digest(folder: Path) -> str:
-    """The bundle's identity on the device: its manifest's hash (the manifest pins every other file)."""
-    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
 def _last_line(text: str) -> str:

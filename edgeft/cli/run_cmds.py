@@ -68,6 +68,7 @@ def bench(
     from edgeft.artifact import atomic_file_write
     from edgeft.report_table import print_bench
     from edgeft.runtime.bench import bench as run_bench
+    from edgeft.runtime.bundle import manifest_digest
     from edgeft.runtime.samples import bench_texts
 
     pinned = _pin(cores) if cores else None
@@ -83,25 +84,18 @@ def bench(
                        rounds if rounds is not None else spec.get("rounds", 5), batch_size)
     result["cores"] = pinned
     result["cold_start_ms"] = round(cold_start_ms, 1)
-    result["bundle_manifest_sha256"] = _manifest_sha(bundle)
+    result["bundle_manifest_sha256"] = manifest_digest(bundle)
     if reference is not None:
         from edgeft.runtime.bench import paired_latency
 
         other = runtime.load(reference, threads=loaded.threads)
         result["paired"] = {**paired_latency(loaded, other, texts, result["runs"], len(result["rounds"])),
-                            "reference": str(reference), "reference_manifest_sha256": _manifest_sha(reference)}
+                            "reference": str(reference), "reference_manifest_sha256": manifest_digest(reference)}
     result["report"] = _bundle_report(bundle)
     print_bench(result)
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)
-
-
-def _manifest_sha(bundle: Path) -> str:
-    import hashlib
-
-    # The manifest pins every file of the bundle, so its hash names the bundle.
-    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
 
 
 def _pin(cores: str) -> list[int]:

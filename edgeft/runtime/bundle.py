@@ -88,6 +88,13 @@ def load(path: str | Path, threads: int | None = None, verify: bool = True) -> B
     return Bundle(folder, manifest, threads)
 
 
+def manifest_digest(folder: Path) -> str:
+    """The bundle's identity: the sha256 of its manifest, which pins every other file's hash."""
+    import hashlib
+
+    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+
+
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
     expected: dict[str, str] = manifest.get("files", {})
     actual = hash_tree(folder)
