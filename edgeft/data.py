@@ -40,6 +40,8 @@ def load_dataset(source: str, text_column: str = "text", label_column: str = "la
     """Read `source` (a file, a folder per label, or `packaged:NAME`) and check it can train a classifier."""
     if source.startswith("packaged:"):
         pkg = packaged_data(source.removeprefix("packaged:"))
+        if pkg.layout == "conll":
+            raise BadInput(f"{source} holds tagged words for NER, not labelled texts; pass --task ner")
         return _validated(_load_packaged(pkg), source)
     path = Path(source)
     if not path.exists():

@@ -71,6 +71,9 @@ def read_bench(path: Path) -> dict[str, Any]:
     if not isinstance(data["latency_ms"].get("p50"), (int, float)) or data["latency_ms"]["p50"] <= 0:
         raise BadInput(f"{path}: field 'latency_ms.p50' must be a positive number")
     report = data["report"]
+    if isinstance(report.get("metrics"), dict) and "teacher_f1" in report["metrics"]:
+        raise BadInput(f"{path}: a NER bundle's bench; `edgeft gate` checks classification bundles only so far "
+                       f"(compare entity F1 and latency from the bench JSON by hand)")
     if not isinstance(report.get("metrics"), dict) or "teacher_accuracy" not in report["metrics"]:
         raise BadInput(f"{path}: field 'report.metrics' lacks the build's teacher accuracy; bench a bundle that "
                        f"`edgeft build` wrote (its report.json travels into the bench JSON)")

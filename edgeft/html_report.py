@@ -39,38 +39,44 @@ def render(reports: dict[str, dict[str, Any]]) -> str:
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{overview}{sections}</body></html>\n")
 
 
+def headline(metrics: dict[str, Any], prefix: str = "") -> float:
+    """The task's headline number: accuracy, or entity F1 for a NER bundle."""
+    return metrics.get(f"{prefix}accuracy", metrics.get(f"{prefix}f1"))
+
+
 def _overview(reports: dict[str, dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(r['target'])}</td><td class=l>{html.escape(r['quantization'].get('name', '?'))}</td>"
-        f"<td>{r['metrics']['accuracy']:.4f}</td><td>{r['metrics']['teacher_accuracy']:.4f}</td>"
+        f"<td>{headline(r['metrics']):.4f}</td><td>{headline(r['metrics'], 'teacher_'):.4f}</td>"
         f"<td>{r['latency_ms']['p50']:.2f}</td><td>{r['latency_ms']['p90']:.2f}</td><td>{r['size_mb']:.1f}</td>"
         f"<td>{'yes' if r.get('latency_on_target_hardware') else 'no (proxy)'}</td>"
         f"<td class={'pass' if all(c['passed'] for c in r['budgets']) else 'fail'}>"
         f"{'pass' if all(c['passed'] for c in r['budgets']) else 'FAIL'}</td></tr>" for r in reports.values())
-    return (f"<h2>Targets</h2><table><tr><th>target</th><th>shipped</th><th>accuracy</th><th>teacher</th>"
+    return (f"<h2>Targets</h2><table><tr><th>target</th><th>shipped</th><th>accuracy (NER: entity F1)</th><th>teacher</th>"
             f"<th>p50 ms</th><th>p90 ms</th><th>MiB</th><th>timed on target hardware</th><th>budgets</th></tr>{rows}"
             f"</table>{_scatter(reports)}")
 
 
 def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
     models = "".join(f"<tr><td>{html.escape(m['model'])}</td><td class=l>{html.escape(m['runtime'])}</td>"
-                     f"<td>{m['accuracy']:.4f}</td><td>{m['macro_f1']:.4f}</td><td>{m['p50_ms']:.2f}</td>"
+                     f"<td>{m.get('score', m['accuracy']):.4f}</td><td>{m['macro_f1']:.4f}</td><td>{m['p50_ms']:.2f}</td>"
                      f"<td>{m['p90_ms']:.2f}</td><td>{m['size_mb']:.1f}</td></tr>" for m in r.get("models", []))
     selection = r.get("selection") or {"decided_by": "-", "candidates": []}
     candidates = "".join(
         f"<tr class={'chosen' if c['status'] == 'chosen' else ''}><td>{html.escape(c['name'])}</td>"
-        f"<td class=l>{html.escape(c['options'])}</td><td>{_num(c.get('dev_accuracy'), '.4f')}</td>"
-        f"<td>{_num(c.get('accuracy_drop'), '+.4f')}</td><td>{_num(c.get('p50_ms'), '.2f')}</td>"
+        f"<td class=l>{html.escape(c['options'])}</td><td>{_num(c.get('dev_score', c.get('dev_accuracy')), '.4f')}</td>"
+        f"<td>{_num(c.get('drop', c.get('accuracy_drop')), '+.4f')}</td><td>{_num(c.get('p50_ms'), '.2f')}</td>"
         f"<td>{_num(c.get('size_mb'), '.1f')}</td><td class=l>{html.escape(c['status'])}</td>"
         f"<td class=l>{html.escape(c.get('reason', ''))}</td></tr>" for c in selection["candidates"])
+    metric = html.escape(r.get("metric", "accuracy"))
     budgets = "".join(f"<li class={'pass' if c['passed'] else 'fail'}>{html.escape(c['name'])}: {c['observed']:.4g} "
                       f"(limit {c['limit']:.4g}) {'pass' if c['passed'] else 'FAIL'}</li>" for c in r["budgets"])
     where = "target hardware" if r.get("latency_on_target_hardware") else "the build host, not the target hardware"
     return (f"<h2>{html.escape(r['target'])} <small class=note>{html.escape(label)}</small></h2>"
-            f"<table><tr><th>model</th><th>runtime</th><th>accuracy</th><th>macro-F1</th><th>p50 ms</th>"
+            f"<table><tr><th>model</th><th>runtime</th><th>{metric}</th><th>macro-F1</th><th>p50 ms</th>"
             f"<th>p90 ms</th><th>MiB</th></tr>{models}</table><ul>{budgets}</ul>"
             f"<h3>Quantization candidates</h3><p class=note>Decided by {html.escape(selection['decided_by'])}.</p>"
-            f"<table><tr><th>candidate</th><th>options</th><th>dev acc</th><th>drop</th><th>p50 ms</th><th>MiB</th>"
+            f"<table><tr><th>candidate</th><th>options</th><th>dev {metric}</th><th>drop</th><th>p50 ms</th><th>MiB</th>"
             f"<th>status</th><th>why</th></tr>{candidates}</table>"
             f"<h3>Latency distribution</h3><p class=note>Batch 1, {r.get('threads', 1)} thread(s), model call only, "
             f"on {where} ({html.escape(r.get('host', {}).get('cpu', '?'))}).</p>"
@@ -112,7 +118,7 @@ def _histogram(samples: list[float], colour: str, width: int = 640, height: int 
 
 
 def _scatter(reports: dict[str, dict[str, Any]], width: int = 640, height: int = 320) -> str:
-    points = [(r["latency_ms"]["p50"], r["metrics"]["accuracy"], r["size_mb"], r["target"]) for r in reports.values()]
+    points = [(r["latency_ms"]["p50"], headline(r["metrics"]), r["size_mb"], r["target"]) for r in reports.values()]
     if len(points) < 2:
         return ""
     xs, ys = [p[0] for p in points], [p[1] for p in points]

@@ -24,8 +24,13 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"{st['parameters'] / 1e6:.1f} M parameters against the teacher's {st['teacher_parameters'] / 1e6:.1f} M, "
                   f"trained on {distilled['train_samples']} labelled and {distilled['extra_texts']} unlabelled texts "
                   f"with the teacher's soft targets.\n")
-    rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
+    rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r.get('score', r['accuracy']):.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
+    ner = report.get("task") == "ner"
+    what = "sentences (entity-level, exact spans, conlleval rules)" if ner else "texts"
+    example = "Apple opened a store in Paris" if ner else "text to classify"
+    ner_use = (": each text gives its entity spans (text, type, character start and end, score); tags in "
+               "`labels.json` are BIO" if ner else "")
     app = ""
     if "mobile" in spec:
         from edgeft.stages.mobile import mobile_readme
@@ -38,16 +43,17 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
 
 {profile.description}.
 {origin}
-| model | runtime | accuracy | macro-F1 | p50 ms | p90 ms | size MiB |
+| model | runtime | {report.get('metric', 'accuracy')} | macro-F1 | p50 ms | p90 ms | size MiB |
 |---|---|---|---|---|---|---|
 {rows}
 
-Accuracy on {m['n']} held-out texts, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
+{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.
 
 ## Quantization: how the shipped scheme was chosen
-Decided by {selection['decided_by']}. Accuracy on the dev split (never the test split), drop against the
-fp32 reference `{selection.get('reference', '-')}`; latency batch 1 on this build host.
+Decided by {selection['decided_by']}. {selection.get('metric', 'accuracy').capitalize()} on the dev split (never the test split), drop against the
+fp32 reference `{selection.get('reference', '-')}` (± its standard error, paired bootstrap over the dev examples; drop + error
+must fit the budget); latency batch 1 on this build host.
 
 | {' | '.join(table[0])} |
 |{'---|' * len(table[0])}
@@ -61,9 +67,9 @@ At most {profile.input.max_length} tokens per text (special tokens included); lo
 ```python
 import edgeft.runtime
 bundle = edgeft.runtime.load("path/to/this/folder")
-bundle.predict(["text to classify"])
+bundle.predict(["{example}"])
 ```
-or `edgeft predict path/to/this/folder "text to classify"`.
+or `edgeft predict path/to/this/folder "{example}"`{ner_use}.
 {app}
 ## Data and licences
 - Base model: {inputs['base_model']['name']} ({inputs['base_model']['licence']}).

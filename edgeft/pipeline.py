@@ -15,6 +15,9 @@ from typing import Any
 from edgeft import __version__
 from edgeft.artifact import check_output_folder, sha256_file, sha256_json
 from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
+
+# What `edgeft build --task T` trains on when --data is not given.
+DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
 from edgeft.calibration import load_recipe, recipe_path
 from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
@@ -28,9 +31,10 @@ from edgeft.report_table import print_selection
 @dataclass(frozen=True)
 class BuildRequest:
     target: str
+    task: str = "classification"  # or "ner" (token classification, BIO tags)
     out: Path | None = None
     model: Path | None = None  # None: the packaged all-MiniLM-L6-v2
-    data: str | None = None  # None: the packaged tweets
+    data: str | None = None  # None: the packaged tweets (classification) or WNUT-16 (ner)
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
@@ -43,6 +47,7 @@ class BuildRequest:
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's student: training fields
     extra_text: Path | None = None  # unlabelled texts the teacher labels for the student (one per line)
     quantization: str | None = None  # pin one of the profile's quantization candidates by name (skips the search)
+    finetuned: Path | None = None  # an already fine-tuned model folder (`edgeft finetune --out`): no fine-tuning
 
 
 @dataclass(frozen=True)
@@ -62,33 +67,70 @@ def build(req: BuildRequest) -> BuildResult:
     # ---- validate everything first: a bad input must cost seconds and write nothing ----
     profile = load_profile(req.target)
     check_supported(profile)
+    if req.task not in DEFAULT_TASK_DATA:
+        raise BadInput(f"--task '{req.task}' is not one of {', '.join(DEFAULT_TASK_DATA)}")
+    ner = req.task == "ner"
     pinned = pinned_candidate(req, profile)
     candidates = [c for c in profile.quantization.candidates if pinned in (None, c.name)]
+    skipped = []
+    if ner:
+        if profile.format is ModelFormat.ORT:
+            raise BadInput(f"target '{profile.name}' (mobile .ort) does not take NER bundles yet: its mobile files "
+                           f"describe a sentence classifier; build NER for x86-avx2, x86-avx512-vnni, arm64 or "
+                           f"openvino-cpu")
+        # NNCF's accuracy control validates with sentence accuracy; for NER the selection's entity-F1 check on the
+        # dev split is what guards the budget, so these candidates are left out, and the record says so.
+        skipped = [{"name": c.name, "status": "skipped", "reason": "accuracy control validates sentence accuracy, "
+                    "not entity F1"} for c in candidates if c.accuracy_control]
+        candidates = [c for c in candidates if not c.accuracy_control]
+        if not candidates:
+            raise BadInput(f"--quantization '{pinned}' uses accuracy control, which NER builds do not take; pin "
+                           f"another candidate of '{profile.name}'")
     recipes = {c.calibration: load_recipe(c.calibration) for c in candidates if c.calibration}
     out = req.out or Path("bundles") / profile.name
     check_output_folder(out)
-    model_dir, model_name, model_licence = _model(req.model)
+    model_dir, model_name, model_licence = base_model_folder(req.model)
     check_model_folder(model_dir)
     if profile.format is ModelFormat.ORT:
         from edgeft.stages.mobile import check_tokenizer
 
         check_tokenizer(model_dir / "tokenizer.json", profile)
-    data_source = req.data or DEFAULT_DATA
-    data = load_dataset(data_source, req.text_column, req.label_column, req.encoding)
-    split = split_dataset(data, req.seed)
+    data_source = req.data or DEFAULT_TASK_DATA[req.task]
+    if ner:
+        from edgeft.tagged_data import load_tagged, split_tagged
+
+        data = load_tagged(data_source, req.encoding)
+        split = split_tagged(data, req.seed)
+    else:
+        data = load_dataset(data_source, req.text_column, req.label_column, req.encoding)
+        split = split_dataset(data, req.seed)
     try:
-        spec = FinetuneSpec(**{"seed": req.seed, "device": req.device, "max_length": profile.input.max_length,
-                               **req.finetune})
+        spec = FinetuneSpec.for_task(req.task, **{"seed": req.seed, "device": req.device,
+                                                  "max_length": profile.input.max_length, **req.finetune})
     except ValidationError as exc:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
+    from edgeft.stages.finetune import resolve_device
+    from edgeft.stages.training import Workers, resolve_precision
+
+    if Workers.from_env().world_size > 1:
+        raise BadInput("edgeft build runs as one process; fine-tune on several GPUs with `torchrun ... edgeft "
+                       "finetune --out DIR`, then `edgeft build --finetuned DIR`")
+    finetuned = open_finetuned(req.finetuned, req.task, labels_of_data(data, req.task)) if req.finetuned else None
+    resolve_precision(spec.precision, resolve_device(spec.device))
+    if ner and (req.student not in (None, "none") or (req.student is None and profile.student is not None)):
+        raise BadInput(f"distilling a NER student inside `edgeft build` is not supported yet (target "
+                       f"'{profile.name}' asks for one, or --student was given); pass --student none")
     student = resolve_student(req, profile)
     if student is not None:
         from edgeft.stages.student import prepare_student
 
         student = prepare_student(student, model_dir, req.work_dir / "work")
     extra_texts = read_extra_text(req.extra_text) if req.extra_text else []
-    console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · data {data_source} "
-                  f"({len(data.texts)} texts, {len(data.label_names)} labels) · model {model_name}")
+    from edgeft.stages.finetune import labels_of
+
+    console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
+                  f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
+                  f"{'tags' if ner else 'labels'}) · model {model_name}")
 
     work = req.work_dir / "work"
     from edgeft.stages.export import export
@@ -106,7 +148,7 @@ def build(req: BuildRequest) -> BuildResult:
             console.print(f"  cached: {result.path}")
         return result
 
-    teacher = timed("finetune", finetune, model_dir, data, split, spec, work)
+    teacher = finetuned or timed("finetune", finetune, model_dir, data, split, spec, work)
     shipped_source = teacher
     if student is not None:
         from edgeft.stages.distill import DistillSpec, distill
@@ -117,7 +159,8 @@ def build(req: BuildRequest) -> BuildResult:
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
     index = {label: i for i, label in enumerate(labels)}
-    dev = DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
+    dev_examples = examples_of(data, split.dev, req.task)
+    dev = None if ner else DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
     calib = {name: calibration_texts(data, split, recipe) for name, recipe in recipes.items()}
 
     def quantize_all() -> dict[str, Any]:
@@ -131,7 +174,9 @@ def build(req: BuildRequest) -> BuildResult:
         return made
 
     made = timed("quantize", quantize_all)
-    selection = timed("select", select, exported, made, profile, dev.texts, dev.gold, pinned)
+    selection = timed("select", select, exported, made, profile, dev_examples, pinned)
+    if skipped:
+        selection.record["candidates"] += skipped
     print_selection(selection.record)
     quantized = selection.chosen
     recipe = recipes.get(made[quantized.manifest["quantization"]["name"]][0].calibration)
@@ -139,21 +184,20 @@ def build(req: BuildRequest) -> BuildResult:
     # The split lists the test texts class by class; a seeded shuffle makes every prefix of it (the bench texts, the
     # 64 samples a device checks itself on, the mobile reference texts) a fair mix. Metrics do not depend on order.
     test_order = random.Random(req.seed).sample(list(split.test), len(split.test))
-    test_texts = [data.texts[i] for i in test_order]
-    test_labels = [data.labels[i] for i in test_order]
-    bench_texts = test_texts[: max(64, profile.bench.runs)]
-    gold = [index[l] for l in test_labels]
-    references = [timed("evaluate teacher", fp32_report, "teacher fp32", teacher.path, test_texts, gold, labels,
-                        profile.input, profile.threads, bench_texts, profile.bench.warmup, profile.bench.runs)]
+    test = examples_of(data, test_order, req.task)
+    bench_texts = test.texts[: max(64, profile.bench.runs)]
+    references = [timed("evaluate teacher", fp32_report, "teacher fp32" if not ner else "fine-tuned fp32",
+                        teacher.path, test, labels, profile.input, profile.threads, bench_texts,
+                        profile.bench.warmup, profile.bench.runs)]
     if shipped_source is not teacher:
-        references.append(timed("evaluate student", fp32_report, "student fp32", shipped_source.path, test_texts,
-                                gold, labels, profile.input, profile.threads, bench_texts, profile.bench.warmup,
+        references.append(timed("evaluate student", fp32_report, "student fp32", shipped_source.path, test,
+                                labels, profile.input, profile.threads, bench_texts, profile.bench.warmup,
                                 profile.bench.runs))
     manifest_body = {
         "edgeft_version": __version__, "seed": req.seed, "versions": versions(),
         "inputs": {
             "data": {"source": data_source, "sha256": data.sha256, "rows": len(data.texts), "dropped": data.dropped,
-                     **_data_format(data_source, req)},
+                     "task": req.task, **_data_format(data_source, req)},
             "split": {"sha256": split.sha256, "seed": req.seed, "train": len(split.train), "dev": len(split.dev),
                       "test": len(split.test)},
             "base_model": {"name": model_name, "path": str(model_dir), "sha256": _digest(model_hash(model_dir)),
@@ -176,7 +220,7 @@ def build(req: BuildRequest) -> BuildResult:
                     for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher
                               else (teacher, exported, quantized))],
     }
-    held_out = HeldOut(test_texts, test_labels, bench_texts)
+    held_out = HeldOut(test, bench_texts)
     console.print("[bold]→ package, evaluate and bench on the target runtime[/]")
     manifest_body["timings"] = timings  # package() adds its own seconds and the total before writing
     bundle, written = package(quantized, profile, held_out, out, manifest_body, references, started)
@@ -186,6 +230,32 @@ def build(req: BuildRequest) -> BuildResult:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
+
+
+def labels_of_data(data, task: str) -> list[str]:
+    from edgeft.stages.finetune import labels_of
+
+    return labels_of(data, task)
+
+
+def open_finetuned(folder: Path, task: str, labels: list[str]):
+    """A model folder `edgeft finetune` wrote (or any fine-tuned Hugging Face classifier with id2label) as the
+    build's fine-tuned model; its task and labels must be the build's."""
+    from edgeft.artifact import Artifact
+    from edgeft.stages.distill import open_teacher
+    from edgeft.stages.finetune import model_hash
+
+    art = open_teacher(folder)
+    if art.manifest.get("task", "classification") != task:
+        raise BadInput(f"--finetuned {folder} is a {art.manifest.get('task')} model; this build has --task {task}")
+    if sorted(art.manifest["labels"]) != sorted(labels):
+        raise BadInput(f"--finetuned {folder} has labels {art.manifest['labels']}, the data has {labels}; "
+                       f"build with the data it was fine-tuned on")
+    manifest = {"stage": "finetune", "spec": None, "device": None, "train_samples": None, "metrics": {},
+                **art.manifest, "kind": "hf-model"}
+    # Stages below key their cache on the parent's key: a folder from elsewhere is keyed by its files' hashes.
+    manifest.setdefault("cache_key", _digest(model_hash(folder)))
+    return Artifact(folder, manifest)
 
 
 def pinned_candidate(req: BuildRequest, profile: TargetProfile) -> str | None:
@@ -236,15 +306,28 @@ def read_extra_text(path: Path) -> list[str]:
     return texts
 
 
-def _model(model: Path | None) -> tuple[Path, str, str]:
+def base_model_folder(model: Path | None) -> tuple[Path, str, str]:
     if model is None:
         pkg = packaged_model(DEFAULT_MODEL)
         return pkg.path, pkg.name, pkg.licence
     return model, model.name, "as stated by the model's owner"
 
 
+def examples_of(data, indices: list[int], task: str):
+    """Labelled examples of `indices` in that order: texts + labels, or (NER) words + tags."""
+    from edgeft.runtime.scoring import Examples
+
+    if task == "ner":
+        return Examples.tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
+    return Examples(task, [data.texts[i] for i in indices], [data.labels[i] for i in indices])
+
+
 def _data_format(source: str, req: BuildRequest) -> dict[str, str]:
     """How the data was read: a packaged set fixes its own columns and encoding, whatever the flags said."""
+    if req.task == "ner":
+        pkg = DATASETS.get(source.removeprefix("packaged:")) if source.startswith("packaged:") else None
+        return {"format": "conll" if pkg else Path(source).suffix.lstrip("."),
+                "encoding": pkg.encoding if pkg else req.encoding, "licence": pkg.licence if pkg else ""}
     if source.startswith("packaged:"):
         pkg = DATASETS[source.removeprefix("packaged:")]
         return {"text_column": pkg.text_column, "label_column": pkg.label_column, "encoding": pkg.encoding,

@@ -163,8 +163,14 @@ class InputPolicy(_Strict):
 class Budgets(_Strict):
     # Shipped model's accuracy may be at most this much below the fp32 teacher's on the same held-out split.
     max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
+    # NER: the shipped model's entity F1 may be at most this much below the fp32 model's (2 points).
+    max_f1_drop: float = Field(0.02, ge=0.0, le=1.0)
     max_latency_p50_ms: float | None = Field(None, gt=0)
     max_size_mb: float | None = Field(None, gt=0)
+
+    def max_drop(self, task: str) -> float:
+        """The budget of the task's headline metric: accuracy (classification) or entity F1 (NER)."""
+        return self.max_f1_drop if task == "ner" else self.max_accuracy_drop
 
 
 class Bench(_Strict):

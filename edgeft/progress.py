@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=140)
 
 
-def progress_bar() -> Progress:
+def progress_bar(enabled: bool = True) -> Progress:
+    """`enabled=False`: a bar that draws nothing (the other processes of a multi-process run stay quiet)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False, disable=not enabled)

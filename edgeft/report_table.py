@@ -18,15 +18,16 @@ def _console() -> Console:
 def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
     m = report["metrics"]
     table = Table(title=f"{report['target']} bundle: {bundle}")
-    for col in ("model", "runtime", "accuracy", "macro-F1", "p50 ms", "p90 ms", "p99 ms", "size MiB"):
+    for col in ("model", "runtime", report.get("metric", "accuracy"), "macro-F1", "p50 ms", "p90 ms", "p99 ms",
+                "size MiB"):
         table.add_column(col, justify="left" if col in ("model", "runtime") else "right")
     for row in report["models"]:
-        table.add_row(row["model"], row["runtime"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}",
+        table.add_row(row["model"], row["runtime"], f"{row.get('score', row['accuracy']):.4f}", f"{row['macro_f1']:.4f}",
                       f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['size_mb']:.1f}")
     console = _console()
     console.print(table)
     where = "target hardware" if report["latency_on_target_hardware"] else "this host (not the target hardware)"
-    console.print(f"{m['n']} held-out texts; latency batch 1, {report['threads']} thread(s), on {where}: "
+    console.print(f"{m['n']} held-out {'sentences' if report.get('task') == 'ner' else 'texts'}; latency batch 1, {report['threads']} thread(s), on {where}: "
                   f"{report['host']['cpu']}")
     for check in report["budgets"]:
         mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
@@ -35,13 +36,15 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
 
 def print_bench(result: dict[str, Any]) -> None:
     table = Table(title=f"bench {result['bundle']} ({result['runtime']}, {result['threads']} thread(s), batch 1)")
-    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 spread", "cold start ms", "peak RSS MiB", "accuracy",
+    lat, metrics = result["latency_ms"], result.get("metrics")
+    headline = "entity F1" if metrics and "f1" in metrics and "accuracy" not in metrics else "accuracy"
+    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "p50 spread", "cold start ms", "peak RSS MiB", headline,
                 "macro-F1"):
         table.add_column(col, justify="right")
-    lat, metrics = result["latency_ms"], result.get("metrics")
     table.add_row(*(f"{lat[k]:.2f}" for k in ("p50", "p90", "p99", "mean")), f"{result.get('p50_spread', 0):.1%}",
                   f"{result['cold_start_ms']:.0f}" if "cold_start_ms" in result else "-", f"{result['peak_rss_mb']:.0f}",
-                  f"{metrics['accuracy']:.4f}" if metrics else "-", f"{metrics['macro_f1']:.4f}" if metrics else "-")
+                  f"{metrics.get('accuracy', metrics.get('f1')):.4f}" if metrics else "-",
+                  f"{metrics['macro_f1']:.4f}" if metrics else "-")
     _console().print(table)
     if result.get("batched"):
         b = result["batched"]
@@ -64,9 +67,12 @@ def selection_rows(record: dict[str, Any]) -> list[dict[str, str]]:
     def num(row: dict[str, Any], key: str, fmt: str) -> str:
         return format(row[key], fmt) if row.get(key) is not None else "-"
 
-    return [{"candidate": r["name"], "options": r["options"], "dev acc": num(r, "dev_accuracy", ".4f"),
-             "drop": num(r, "accuracy_drop", "+.4f"), "p50 ms": num(r, "p50_ms", ".2f"),
-             "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r["reason"]}
+    metric = record.get("metric", "accuracy")
+    return [{"candidate": r["name"], "options": r["options"],
+             f"dev {metric}": num(r, "dev_score" if "dev_score" in r else "dev_accuracy", ".4f"),
+             "drop": num(r, "drop" if "drop" in r else "accuracy_drop", "+.4f")
+             + (f" ±{r['drop_se']:.4f}" if r.get("drop_se") else ""), "p50 ms": num(r, "p50_ms", ".2f"),
+             "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r.get("reason", "")}
             for r in record["candidates"]]
 
 

@@ -4,12 +4,14 @@ near-ties to the profile's preference order, and preference order alone when lat
 from __future__ import annotations
 
 from edgeft.profile import load_profile
-from edgeft.stages.select import TIE, _decide
+import numpy as np
+
+from edgeft.stages.select import TIE, _decide, paired_drop_se
 
 
-def rows(**measured: tuple[str, float, float | None]) -> dict[str, dict]:
-    """name=(scheme, accuracy drop, p50 ms or None)"""
-    return {name: {"name": name, "scheme": scheme, "accuracy_drop": drop, "p50_ms": p50}
+def rows(metric: str = "accuracy", **measured: tuple[str, float, float | None]) -> dict[str, dict]:
+    """name=(scheme, drop of the task's headline metric, p50 ms or None)"""
+    return {name: {"name": name, "scheme": scheme, "metric": metric, "drop": drop, "p50_ms": p50}
             for name, (scheme, drop, p50) in measured.items()}
 
 
@@ -17,7 +19,7 @@ PROFILE = load_profile("x86-avx2")
 
 
 def decide(table: dict[str, dict], timed: bool = True, budget: float = 0.01) -> str:
-    accurate = [n for n, r in table.items() if r["accuracy_drop"] <= budget]
+    accurate = [n for n, r in table.items() if r["drop"] <= budget]
     return _decide(list(table), table, accurate, budget, "fp32", timed, PROFILE)[0]
 
 
@@ -30,7 +32,15 @@ def test_the_fastest_candidate_within_the_budget_ships():
 def test_a_faster_candidate_that_loses_too_much_accuracy_is_rejected():
     table = rows(fast=("static-int8", 0.03, 2.0), ok=("dynamic-int8", 0.004, 5.0), fp32=("fp32", 0.0, 9.0))
     assert decide(table) == "ok"
-    assert "dev accuracy drop 0.0300 > budget 0.01" in table["fast"]["reason"]
+    assert "dev accuracy drop 0.0300 + its standard error 0.0000 > budget 0.01" in table["fast"]["reason"]
+
+
+def test_ner_int8_that_quantized_the_embeddings_loses_entity_f1_and_the_body_only_candidate_ships():
+    """STACK.md trap 2: quantizing Gather (the embeddings) can wreck token classification; fp32 embeddings keep it."""
+    table = rows(metric="entity F1", **{"dynamic-int8": ("dynamic-int8", 0.09, 3.0),
+                                        "dynamic-int8-body": ("dynamic-int8", 0.005, 3.2), "fp32": ("fp32", 0.0, 6.0)})
+    assert decide(table, budget=0.02) == "dynamic-int8-body"
+    assert "dev entity F1 drop 0.0900" in table["dynamic-int8"]["reason"]
 
 
 def test_int8_slower_than_fp32_never_ships():
@@ -51,3 +61,19 @@ def test_without_timings_the_first_accurate_candidate_in_order_ships():
     table = rows(bad=("static-int8", 0.05, None), good=("dynamic-int8", 0.004, None), fp32=("fp32", 0.0, None))
     assert decide(table, timed=False) == "good"
     assert "preference order" in table["fp32"]["reason"]
+
+
+def test_the_drop_is_judged_with_its_noise_a_few_flips_on_a_small_dev_split_are_uncertain():
+    """Paired bootstrap: only examples where the two models differ add noise."""
+    ref = np.array([[1.0]] * 90 + [[0.0]] * 10)
+    assert paired_drop_se("classification", ref, ref.copy()) == 0.0
+    one_flip = ref.copy()
+    one_flip[0] = 0.0
+    five_flips = ref.copy()
+    five_flips[:5] = 0.0
+    assert 0 < paired_drop_se("classification", ref, one_flip) < paired_drop_se("classification", ref, five_flips)
+    # NER rows: [matched, predicted, gold] entities per sentence; micro F1 = 2 m / (p + g).
+    ner_ref = np.array([[1.0, 1.0, 1.0]] * 50)
+    ner_cand = ner_ref.copy()
+    ner_cand[:3] = [0.0, 1.0, 1.0]
+    assert 0.01 < paired_drop_se("ner", ner_ref, ner_cand) < 0.05

@@ -127,6 +127,28 @@ def test_excluded_parts_stay_fp32(teacher, data, work_dir):
     assert not head_inputs_dequantized(("classifier",))
 
 
+def test_onnxruntime_weight_only_int8_stores_int8_weight_blocks_and_keeps_activations_float(teacher, data, work_dir):
+    """MatMulNBits (8 bits, blocks of 32): no activation quantization anywhere, so outputs stay close to fp32."""
+    import numpy as np
+
+    from edgeft.backends import onnxruntime as ort_backend
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+
+    ds, _ = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    weight = quantize(exported, candidate("x86-avx2", "weight-int8"), profile, None, [], work_dir)
+    ops = _ops(weight.path / "model.onnx")
+    assert "MatMulNBits" in ops and not {"DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear"} & set(ops)
+    assert (weight.path / "model.onnx").stat().st_size < (exported.path / "model.onnx").stat().st_size
+    logits = []
+    for folder in (exported.path, weight.path):
+        session = ort_backend.open_session(folder / "model.onnx", 1, TOKENIZER_OUTPUTS)
+        encode = TextEncoder(folder / "tokenizer.json", 128, "right", session.input_names)
+        logits.append(session.run(encode(ds.texts[:32])))
+    assert np.abs(logits[0] - logits[1]).max() < 0.05
+
+
 def test_graph_optimisation_fuses_before_quantizing(teacher, data, work_dir):
     ds, split = data
     profile = load_profile("x86-avx2")

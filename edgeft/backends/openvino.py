@@ -57,14 +57,15 @@ def runtime_version() -> str:
 
 # ---- build side ----
 
-def export(hf_dir: Path, out: Path) -> Path:
+def export(hf_dir: Path, out: Path, task: str = "classification") -> Path:
     """Optimum-Intel's OpenVINO export: out/openvino_model.xml + .bin + config.json, weights kept in fp32."""
     try:
-        from optimum.intel import OVModelForSequenceClassification
+        from optimum.intel import OVModelForSequenceClassification, OVModelForTokenClassification
     except ImportError:
         raise MissingBackend("optimum-intel", "build") from None
+    cls = OVModelForTokenClassification if task == "ner" else OVModelForSequenceClassification
     # load_in_8bit=False: Optimum-Intel would otherwise decide on weight compression by model size.
-    model = OVModelForSequenceClassification.from_pretrained(hf_dir, export=True, compile=False, load_in_8bit=False)
+    model = cls.from_pretrained(hf_dir, export=True, compile=False, load_in_8bit=False)
     model.save_pretrained(out)
     return out / MODEL_FILES[ModelFormat.OPENVINO_IR]
 

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from edgeft.cli import build_cmd, distill_cmd, gate_cmd, run_cmds, targets_cmd
+from edgeft.cli import build_cmd, distill_cmd, finetune_cmd, gate_cmd, run_cmds, targets_cmd
 from edgeft.errors import EdgeftError
 
 app = typer.Typer(name="edgeft", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -32,6 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 app.command("build")(build_cmd.build)
+app.command("finetune")(finetune_cmd.finetune)
 app.command("distill")(distill_cmd.distill)
 app.command("predict")(run_cmds.predict)
 app.command("bench")(run_cmds.bench)

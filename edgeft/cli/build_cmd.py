@@ -11,21 +11,30 @@ from edgeft.cli.options import Encoding, LabelColumn, TextColumn
 
 def build(
     target: str = typer.Option(..., "--target", "-t", help="Target profile name (`edgeft targets`) or a YAML file."),
+    task: str = typer.Option("classification", "--task", help="classification (a label per text) or ner (BIO tags "
+                             "per word: CoNLL two-column or JSONL tokens/tags data)."),
     model: Path | None = typer.Option(None, "--model", help="Hugging Face model folder to fine-tune "
                                       "[default: packaged all-MiniLM-L6-v2]."),
     data: str | None = typer.Option(None, "--data", help="CSV / TSV / JSONL file, a folder per label, or "
-                                    "packaged:tweets / packaged:bbc [default: packaged:tweets]."),
+                                    "packaged:tweets / packaged:bbc [default: packaged:tweets]; for --task ner a "
+                                    "CoNLL / JSONL file or packaged:wnut16 [default: packaged:wnut16]."),
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     out: Path | None = typer.Option(None, "--out", help="Bundle folder [default: bundles/TARGET]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the subset, initialisation and data order."),
     encoding: str = Encoding,
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs [default: 2]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs [default: 2; ner 10]."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
-                                                 help="Train on a seeded, stratified subset of this size [default: 8000]; 0 = all."),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size [default: 32]."),
+                                                 help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size [default: 32; ner 16]."),
+    finetuned: Path | None = typer.Option(None, "--finetuned", help="Skip fine-tuning: ship (or distil from) this "
+                                          "fine-tuned model folder, e.g. what `edgeft finetune --out` wrote."),
+    precision: str | None = typer.Option(None, "--precision", help="Fine-tuning precision: auto (bf16 on a GPU that "
+                                         "has it, else fp16; fp32 on a CPU), fp32, bf16, fp16."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model while fine-tuning."),
+    peft: str | None = typer.Option(None, "--peft", help="none or lora (adapters merged before export)."),
     student: str | None = typer.Option(None, "--student", help="Ship a distilled student: layers:K[,ffn:N], "
                                        "layers:0-5, a smaller model folder, or none to ship the teacher "
                                        "[default: the profile's student: section]."),
@@ -55,6 +64,12 @@ def build(
         overrides["learning_rate"] = learning_rate
     if batch_size is not None:
         overrides["batch_size"] = batch_size
+    if precision is not None:
+        overrides["precision"] = precision
+    if compile_model:
+        overrides["compile"] = True
+    if peft is not None:
+        overrides["peft"] = peft
     distill_overrides = {}
     for item in distill:
         key, sep, value = item.partition("=")
@@ -62,9 +77,9 @@ def build(
             raise BadInput(f"--distill '{item}' is not KEY=VALUE, e.g. --distill epochs=2")
         distill_overrides[key.strip()] = value.strip()
     # Column defaults follow the data: the packaged sets name their own columns.
-    req = BuildRequest(target=target, out=out, model=model, data=data, text_column=text_column,
+    req = BuildRequest(target=target, task=task, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
                        finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text,
-                       quantization=quantization)
+                       quantization=quantization, finetuned=finetuned)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

@@ -13,19 +13,32 @@ from edgeft.cli.options import Bundle, Encoding, LabelColumn, TextColumn
 
 def predict(
     bundle: Path = Bundle,
-    texts: list[str] = typer.Argument(..., help="Texts to classify.", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {label, score} objects."),
+    texts: list[str] = typer.Argument(..., help="Texts to classify (or to find entities in, for a NER bundle).",
+                                      show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of {label, score} objects, or for a NER "
+                                 "bundle a list (one per text) of {text, type, start, end, score} spans."),
     threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
 ) -> None:
-    """Classify texts with a bundle: a label and its score per text."""
+    """Classify texts with a bundle (a label and its score per text), or find entity spans with a NER bundle."""
     from edgeft import runtime
 
-    predictions = runtime.load(bundle, threads=threads).predict(texts)
+    loaded = runtime.load(bundle, threads=threads)
+    predictions = loaded.predict(texts)
     if as_json:
-        typer.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))
+        if loaded.task == "ner":
+            typer.echo(json.dumps([[s.to_dict() for s in spans] for spans in predictions], ensure_ascii=False))
+        else:
+            typer.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))
         return
     for text, p in zip(texts, predictions):
-        typer.echo(f"{p.label}\t{p.score:.4f}\t{text}")
+        if loaded.task == "ner":
+            typer.echo(text)
+            for span in p:
+                typer.echo(f"  {span.type}\t{span.start}-{span.end}\t{span.score:.4f}\t{span.text}")
+            if not p:
+                typer.echo("  (no entities)")
+        else:
+            typer.echo(f"{p.label}\t{p.score:.4f}\t{text}")
 
 
 def bench(
@@ -74,12 +87,12 @@ def bench(
     pinned = _pin(cores) if cores else None
     started = time.perf_counter()
     loaded = runtime.load(bundle, threads=threads)
-    texts, labels = bench_texts(loaded, data, text_column, label_column, encoding)
+    texts, examples = bench_texts(loaded, data, text_column, label_column, encoding)
     # Cold start: opening the bundle (hash check, session, tokenizer) to the first prediction, as an app sees it.
     loaded.predict(texts[:1])
     cold_start_ms = (time.perf_counter() - started) * 1e3
     spec = loaded.manifest["bundle"]["bench"]
-    result = run_bench(loaded, texts, labels, warmup if warmup is not None else spec["warmup"],
+    result = run_bench(loaded, texts, examples, warmup if warmup is not None else spec["warmup"],
                        runs if runs is not None else spec["runs"],
                        rounds if rounds is not None else spec.get("rounds", 5), batch_size)
     result["cores"] = pinned

@@ -13,6 +13,7 @@ import numpy as np
 from edgeft.errors import BadInput
 from edgeft.metrics import classification_metrics
 from edgeft.runtime.bundle import Bundle
+from edgeft.runtime.scoring import Examples
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -151,17 +152,17 @@ def host_description() -> dict[str, Any]:
 
 
 def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str, Any]:
-    unknown = sorted(set(labels) - set(bundle.labels))
-    if unknown:
-        raise BadInput(f"labels {unknown} are not among the bundle's labels {bundle.labels}; check --label-column")
-    index = {label: i for i, label in enumerate(bundle.labels)}
-    predicted = bundle.logits(texts).argmax(axis=-1)
-    return classification_metrics([index[l] for l in labels], predicted.tolist(), bundle.labels)
+    """Classification metrics of labelled texts (the task-neutral form is `Bundle.score`)."""
+    from edgeft.runtime.scoring import Examples
+
+    return bundle.score(Examples("classification", list(texts), list(labels)))
 
 
-def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: int, runs: int,
+def bench(bundle: Bundle, texts: list[str], labels: list[str] | Examples | None, warmup: int, runs: int,
           rounds: int = 1, batch_size: int | None = None) -> dict[str, Any]:
-    """Everything `edgeft bench` reports, as one JSON-able dict. `batch_size` adds the batched (throughput) case."""
+    """Everything `edgeft bench` reports, as one JSON-able dict. `batch_size` adds the batched (throughput) case.
+
+    `labels`: the texts' labels, or labelled `Examples` of the bundle's task (NER: words and tags), or None."""
     latency = measure_latency(bundle, texts, warmup, runs, rounds)
     result: dict[str, Any] = {
         "bundle": str(bundle.path), "target": bundle.target, "runtime": bundle.runtime.value,
@@ -175,7 +176,9 @@ def bench(bundle: Bundle, texts: list[str], labels: list[str] | None, warmup: in
     }
     if batch_size:
         result["batched"] = batched_latency(bundle, texts, batch_size, rounds)
-    if labels is not None:
+    if isinstance(labels, Examples):
+        result["metrics"] = bundle.score(labels)
+    elif labels is not None:
         result["metrics"] = accuracy_of(bundle, texts, labels)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result

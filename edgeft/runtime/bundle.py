@@ -15,6 +15,8 @@ from edgeft.errors import BadInput
 from edgeft.metrics import softmax
 from edgeft.profile import Runtime
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.scoring import Examples, score, sentence_logits
+from edgeft.runtime.tagging import Span
 
 BUNDLE_FORMAT_VERSION = 1
 
@@ -51,30 +53,46 @@ class Bundle:
     def target(self) -> str:
         return self.manifest["bundle"]["target"]
 
+    @property
+    def task(self) -> str:
+        return self.manifest["bundle"].get("task", "classification")
+
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         return self.encoder(texts)
 
     def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Sentence logits [texts, labels] (classification bundles)."""
         return batched_logits(self.session, self.encoder, texts, len(self.labels), batch_size)
 
-    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction] | list[list[Span]]:
+        """A label and its score per text; for a NER bundle, the entity spans of each text."""
+        if self.task == "ner":
+            return self.entities(list(texts), batch_size)
         probs = softmax(self.logits(list(texts), batch_size))
         best = probs.argmax(axis=-1)
         return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
+
+    def entities(self, texts: list[str], batch_size: int = 32) -> list[list[Span]]:
+        """Entity spans (text, type, character start and end, score) of raw texts."""
+        from edgeft.runtime.tagging import entities_of
+
+        found: list[list[Span]] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            encodings = self.encoder.tokenizer.encode_batch(chunk)
+            logits = self.session.run(self.encoder.pad(encodings))
+            found += [entities_of(text, enc, row, self.labels) for text, enc, row in zip(chunk, encodings, logits)]
+        return found
+
+    def score(self, examples: Examples, batch_size: int = 32) -> dict[str, Any]:
+        """This bundle's metrics on labelled examples, computed on its own runtime."""
+        return score(self.session.run, self.encoder, examples, self.labels, batch_size)
 
 
 def batched_logits(session: Session, encode: TextEncoder, texts: list[str], n_labels: int,
                    batch_size: int = 32) -> np.ndarray:
     """Logits of many texts in batches; how a bundle and a build's candidate evaluation both score a split."""
-    if not texts:
-        return np.zeros((0, n_labels), dtype=np.float32)
-    # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = np.zeros((len(texts), n_labels), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        chunk = order[start:start + batch_size]
-        out[chunk] = session.run(encode([texts[i] for i in chunk]))
-    return out
+    return sentence_logits(session.run, encode, texts, n_labels, batch_size)
 
 
 def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Bundle:

@@ -28,11 +28,19 @@ class TextEncoder:
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         """A batch padded to its longest text (dynamic padding), as the model's named inputs."""
-        encodings = self.tokenizer.encode_batch(texts)
+        return self.pad(self.tokenizer.encode_batch(texts))
+
+    def words(self, sentences: list[list[str]]) -> tuple[dict[str, np.ndarray], list[list[int | None]]]:
+        """Pre-split words (NER data) -> the padded batch and, per sentence, the word index of every token (None
+        for special tokens): the first sub-word of each word carries the word's tag."""
+        encodings = self.tokenizer.encode_batch(sentences, is_pretokenized=True)
+        return self.pad(encodings), [list(e.word_ids) for e in encodings]
+
+    def pad(self, encodings: list) -> dict[str, np.ndarray]:
         width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(texts), width), dtype=np.int64)
-        types = np.zeros((len(texts), width), dtype=np.int64)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
         for row, enc in enumerate(encodings):
             n = len(enc.ids)
             ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, enc.attention_mask, enc.type_ids

@@ -6,19 +6,32 @@ import json
 
 from edgeft.errors import BadInput
 from edgeft.runtime.bundle import Bundle
+from edgeft.runtime.scoring import Examples
 
 SAMPLES_FILE = "samples.jsonl"
 
 
 def bench_texts(bundle: Bundle, data: str | None, text_column: str, label_column: str,
-                encoding: str) -> tuple[list[str], list[str]]:
+                encoding: str) -> tuple[list[str], Examples]:
+    """The texts to time and the labelled examples to score (NER: words + tags; the texts are the words joined)."""
     if data is not None:
-        from edgeft.data import load_dataset
+        if bundle.task == "ner":
+            from edgeft.tagged_data import load_tagged
 
-        ds = load_dataset(data, text_column, label_column, encoding)
-        return ds.texts, ds.labels
+            tagged = load_tagged(data, encoding)
+            examples = Examples.tagged(tagged.sentences, tagged.tags)
+        else:
+            from edgeft.data import load_dataset
+
+            ds = load_dataset(data, text_column, label_column, encoding)
+            examples = Examples("classification", ds.texts, ds.labels)
+        return examples.texts, examples
     path = bundle.path / SAMPLES_FILE
     if not path.is_file():
         raise BadInput(f"bundle {bundle.path} has no {SAMPLES_FILE}; pass --data with labelled texts")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r["text"] for r in rows], [r["label"] for r in rows]
+    if bundle.task == "ner":
+        examples = Examples.tagged([r["words"] for r in rows], [r["tags"] for r in rows])
+    else:
+        examples = Examples("classification", [r["text"] for r in rows], [r["label"] for r in rows])
+    return examples.texts, examples

@@ -119,12 +119,12 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
         # A student of another width compares its hidden states through learned projections (TinyBERT-style).
         projections = torch.nn.ModuleList(torch.nn.Linear(s_width, t_width) for _ in plan.layers).to(device)
 
-    def batch_loss(batch: np.ndarray):
+    def batch_loss(forward, batch: np.ndarray):
         feeds = {k: torch.from_numpy(v).to(device) for k, v in encode([texts[i] for i in batch]).items()}
         y = torch.from_numpy(hard[batch]).to(device)
         mask = torch.ones(len(batch), dtype=torch.bool, device=device)
         want_hidden = recipe.hidden_weight > 0
-        outputs = student(**feeds, output_hidden_states=want_hidden)
+        outputs = forward(**feeds, output_hidden_states=want_hidden)
         loss = distillation_loss(outputs.logits, soft[batch].to(device), y, mask, recipe.temperature, recipe.alpha)
         if want_hidden:
             with torch.no_grad():

@@ -7,18 +7,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeft.metrics import classification_metrics
 from edgeft.profile import InputPolicy
 from edgeft.runtime.bench import percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
+from edgeft.runtime.scoring import Examples, score
+from edgeft.stages.torch_model import load_classifier, torch_modules, torch_runner
 
-def fp32_report(name: str, hf_dir: Path, texts: list[str], gold: list[int], labels: list[str], policy: InputPolicy,
-                   threads: int, latency_texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
+def fp32_report(name: str, hf_dir: Path, examples: Examples, labels: list[str], policy: InputPolicy,
+                threads: int, latency_texts: list[str], warmup: int, runs: int) -> dict[str, Any]:
     torch, _ = torch_modules()
-    model = load_classifier(hf_dir).eval()
+    model = load_classifier(hf_dir, task=examples.task).eval()
     encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, TOKENIZER_OUTPUTS)
-    metrics = classification_metrics(gold, torch_logits(model, encode, texts).argmax(-1).tolist(), labels)
+    metrics = score(torch_runner(model), encode, examples, labels, batch_size=64)
     # Same thread count and batch-1 protocol as the bundle's own bench, so the two columns compare.
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -13,7 +13,7 @@ from edgeft.backends import backend
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.stages.torch_model import TOKENIZER_FILES, load_classifier, torch_logits
+from edgeft.stages.torch_model import TOKENIZER_FILES, load_classifier, torch_runner
 
 # fp32 graphs match PyTorch to ~1e-5 on these models; 1e-3 leaves room for fused kernels, not for a wrong graph.
 PARITY_ATOL = 1e-3
@@ -26,11 +26,12 @@ def export(model: Artifact, runtime: Runtime, policy: InputPolicy, parity_texts:
                                                                       "onnx", "onnxruntime", "openvino", "torch")}
 
     def build(tmp: Path) -> dict[str, Any]:
-        model_file = backend(runtime).export(model.path, tmp)
+        task = model.manifest.get("task", "classification")
+        model_file = backend(runtime).export(model.path, tmp, task)
         for name in TOKENIZER_FILES:
             if (model.path / name).is_file():
                 shutil.copy2(model.path / name, tmp / name)
-        parity = check_parity(model.path, model_file, runtime, policy, parity_texts)
+        parity = check_parity(model.path, model_file, runtime, policy, parity_texts, task)
         return {"kind": EXPORT_KIND[runtime], "runtime": runtime.value, "model_file": model_file.name,
                 "labels": model.manifest["labels"], "task": model.manifest["task"], "parity": parity,
                 "parent": {"stage": model.manifest["stage"], "cache_key": model.manifest["cache_key"]}}
@@ -39,16 +40,23 @@ def export(model: Artifact, runtime: Runtime, policy: InputPolicy, parity_texts:
 
 
 def check_parity(hf_dir: Path, model_file: Path, runtime: Runtime, policy: InputPolicy,
-                 texts: list[str]) -> dict[str, Any]:
-    """Max |logit difference| between PyTorch and the exported graph on the same encoded texts."""
+                 texts: list[str], task: str = "classification") -> dict[str, Any]:
+    """Max |logit difference| between PyTorch and the exported graph on the same encoded texts (token tasks: on
+    every real token, padding left out)."""
     session = backend(runtime).open_session(model_file, 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, session.input_names)
-    reference = torch_logits(load_classifier(hf_dir), encode, texts, batch_size=8)
-    exported = np.concatenate([session.run(encode(texts[i:i + 8])) for i in range(0, len(texts), 8)])
-    diff = float(np.abs(reference - exported).max())
-    agree = float((reference.argmax(-1) == exported.argmax(-1)).mean())
+    reference = torch_runner(load_classifier(hf_dir, task=task))
+    diffs, agree = [], []
+    for i in range(0, len(texts), 8):
+        feeds = encode(texts[i:i + 8])
+        want, got = reference(feeds), session.run(feeds)
+        real = feeds["attention_mask"].astype(bool) if task == "ner" else np.ones(len(want), dtype=bool)
+        diffs.append(float(np.abs(want - got)[real].max()))
+        agree.append((want.argmax(-1) == got.argmax(-1))[real])
+    diff, agree = max(diffs), float(np.concatenate(agree).mean())
+    what = "tokens" if task == "ner" else "labels"
     if not diff <= PARITY_ATOL:
         raise ExportParityError(f"export to {runtime.value} disagrees with PyTorch: max |logit diff| {diff:.2e} "
-                                f"> {PARITY_ATOL:.0e} on {len(texts)} texts ({agree:.1%} same label); "
+                                f"> {PARITY_ATOL:.0e} on {len(texts)} texts ({agree:.1%} same {what}); "
                                 f"report this model and the library versions")
     return {"texts": len(texts), "max_abs_diff": diff, "atol": PARITY_ATOL, "label_agreement": agree}

@@ -22,17 +22,21 @@ from edgeft.profile import ModelFormat, Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
-from edgeft.runtime.samples import SAMPLES_FILE  # held-out texts + this build's predictions, for device checks
+from edgeft.runtime.samples import SAMPLES_FILE
+from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples  # held-out texts + this build's predictions, for device checks
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
 
 @dataclass(frozen=True)
 class HeldOut:
-    texts: list[str]
-    labels: list[str]
+    examples: Examples  # the test split, seed-shuffled
     bench_texts: list[str]
     sample_size: int = 64
+
+    @property
+    def texts(self) -> list[str]:
+        return self.examples.texts
 
 
 def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out: Path,
@@ -49,7 +53,8 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
             if (quantized.path / name).is_file():
                 shutil.copy2(quantized.path / name, tmp / name)
         (tmp / "labels.json").write_text(json.dumps({"labels": labels}, indent=2) + "\n", encoding="utf-8")
-        spec = bundle_spec(profile, runtime, model_file.name, labels, tmp)
+        task = quantized.manifest["task"]
+        spec = bundle_spec(profile, runtime, model_file.name, labels, tmp, task)
         bundle = Bundle(tmp, {"bundle": spec})
         spec["model_inputs"] = list(bundle.session.input_names)
         result = bench(bundle, held_out.bench_texts, None, profile.bench.warmup, profile.bench.runs)
@@ -64,9 +69,11 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                               "runtime": teacher["runtime"]},
                   "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"],
                   "latency_samples_ms": result["latency_samples_ms"]}
-        report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"]) for r in references]
+        report["metric"] = PRIMARY_NAME[task]
+        report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"], task)
+                            for r in references]
         report["models"].append(_row(f"shipped {report['quantization']['name']}", f"{runtime.value} {profile.format.value}",
-                                     metrics, report["latency_ms"], size_mb))
+                                     metrics, report["latency_ms"], size_mb, task))
         report["budgets"] = check_budgets(profile, report)
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
         if profile.format is ModelFormat.ORT:
@@ -87,16 +94,20 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
     return out, {"report": report, "manifest": manifest}
 
 
-def _row(name: str, runtime: str, metrics: dict[str, Any], latency: dict[str, float], size_mb: float) -> dict[str, Any]:
-    """One line of the side-by-side table in report.json, the build summary and the model card."""
-    return {"model": name, "runtime": runtime, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+def _row(name: str, runtime: str, metrics: dict[str, Any], latency: dict[str, float], size_mb: float,
+         task: str = "classification") -> dict[str, Any]:
+    """One line of the side-by-side table in report.json, the build summary and the model card: `score` is the
+    task's headline metric (`metric` names it), `accuracy` is there for classification only."""
+    return {"model": name, "runtime": runtime, "metric": PRIMARY_NAME[task], "score": metrics[PRIMARY[task]],
+            "accuracy": metrics.get("accuracy"), "macro_f1": metrics["macro_f1"],
             "p50_ms": latency["p50"], "p90_ms": latency["p90"], "p99_ms": latency["p99"], "size_mb": size_mb}
 
 
-def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, labels: list[str], folder: Path) -> dict[str, Any]:
+def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, labels: list[str], folder: Path,
+                task: str = "classification") -> dict[str, Any]:
     from edgeft.runtime.encoder import pad_token_id
 
-    return {"format_version": BUNDLE_FORMAT_VERSION, "target": profile.name, "task": "classification",
+    return {"format_version": BUNDLE_FORMAT_VERSION, "target": profile.name, "task": task,
             "runtime": runtime.value, "format": profile.format.value, "model_file": model_file,
             "tokenizer_file": "tokenizer.json", "labels": labels,
             "pad_token_id": pad_token_id(folder / "tokenizer.json"), "input": profile.input.model_dump(),
@@ -118,10 +129,13 @@ def target_hardware_present(profile: TargetProfile, host: dict[str, Any]) -> boo
 
 
 def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any]) -> dict[str, Any]:
-    from edgeft.runtime.bench import accuracy_of
-
-    shipped = accuracy_of(bundle, held_out.texts, held_out.labels)
+    shipped = bundle.score(held_out.examples)
     t = teacher["metrics"]
+    if bundle.task == "ner":
+        return {**{k: shipped[k] for k in ("f1", "precision", "recall", "macro_f1", "token_accuracy", "n",
+                                            "gold_entities", "predicted_entities")},
+                "teacher_f1": t["f1"], "teacher_macro_f1": t["macro_f1"], "f1_drop": t["f1"] - shipped["f1"],
+                "per_type": shipped["per_type"], "teacher_per_type": t["per_type"]}
     return {"accuracy": shipped["accuracy"], "macro_f1": shipped["macro_f1"],
             "teacher_accuracy": t["accuracy"], "teacher_macro_f1": t["macro_f1"],
             "accuracy_drop": t["accuracy"] - shipped["accuracy"], "n": shipped["n"],
@@ -129,16 +143,32 @@ def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any]) -> dict
 
 
 def _write_samples(bundle: Bundle, held_out: HeldOut, path: Path) -> None:
+    if bundle.task == "ner":
+        _write_tagged_samples(bundle, held_out.examples.head(held_out.sample_size), path)
+        return
     texts = held_out.texts[: held_out.sample_size]
     # Batch 1, as a device checks itself: dynamic int8 picks activation scales per call, so batches would differ.
     logits = bundle.logits(texts, batch_size=1)
     probs = softmax(logits)
     with open(path, "w", encoding="utf-8") as fh:
-        for text, label, row, p in zip(texts, held_out.labels, logits, probs):
+        for text, label, row, p in zip(texts, held_out.examples.labels, logits, probs):
             fh.write(json.dumps({"text": text, "label": label, "predicted": bundle.labels[int(np.argmax(p))],
                                  "logits": [round(float(x), 5) for x in row]}) + "\n")
 
 
+def _write_tagged_samples(bundle: Bundle, examples: Examples, path: Path) -> None:
+    """NER samples: the words, their gold tags, and the tags and spans this build's bundle predicts (batch 1)."""
+    from edgeft.runtime.tagging import tags_of, word_logits
+
+    predicted = tags_of(word_logits(bundle.session.run, bundle.encoder, examples.words, batch_size=1), examples.words,
+                        bundle.labels)
+    spans = [bundle.entities([text], batch_size=1)[0] for text in examples.texts]
+    with open(path, "w", encoding="utf-8") as fh:
+        for text, words, tags, tagged, found in zip(examples.texts, examples.words, examples.tags, predicted, spans):
+            fh.write(json.dumps({"text": text, "words": words, "tags": tags, "predicted": tagged,
+                                 "entities": [s.to_dict() for s in found]}, ensure_ascii=False) + "\n")
+
+
 def versions() -> dict[str, str]:
-    return library_versions("edgeft", "torch", "transformers", "tokenizers", "optimum", "optimum-onnx",
+    return library_versions("edgeft", "torch", "transformers", "peft", "tokenizers", "optimum", "optimum-onnx",
                             "optimum-intel", "onnx", "onnxruntime", "openvino", "nncf", "numpy")

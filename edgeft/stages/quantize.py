@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.backends import backend
 from edgeft.calibration import CalibrationRecipe
@@ -34,8 +36,13 @@ def check_supported(profile: TargetProfile) -> None:
                            f"'{profile.runtime.value}' (it takes {', '.join(impl.OPTIONS)}); remove it")
 
 
-def calibration_texts(data: TextDataset, split: Split, recipe: CalibrationRecipe) -> list[str]:
-    chosen = stratified_subset(split.train, data.labels, recipe.samples, recipe.seed)
+def calibration_texts(data, split: Split, recipe: CalibrationRecipe) -> list[str]:
+    """Training texts to calibrate on: label-stratified for classification, a seeded sample of sentences for NER."""
+    if isinstance(data, TextDataset):
+        chosen = stratified_subset(split.train, data.labels, recipe.samples, recipe.seed)
+    else:
+        rng = np.random.default_rng(recipe.seed)
+        chosen = sorted(rng.choice(split.train, min(recipe.samples, len(split.train)), replace=False).tolist())
     return [data.texts[i] for i in chosen]
 
 

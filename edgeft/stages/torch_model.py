@@ -83,3 +83,15 @@ def torch_logits(model, encode, texts: list[str], batch_size: int = 64, device: 
                 out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
             out[chunk] = logits
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def torch_runner(model, device: str = "cpu"):
+    """A session-like `run(feeds) -> logits` over a PyTorch model, so runtime code (NER tagging) can drive it."""
+    torch, _ = torch_modules()
+    model.eval().to(device)
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return model(**{k: torch.from_numpy(v).to(device) for k, v in feeds.items()}).logits.float().cpu().numpy()
+
+    return run

@@ -1,89 +1,245 @@
 """The training loop that fine-tuning and distillation share: length-grouped batches, AdamW with linear warm-up and
-decay, bf16 autocast and a fused optimizer on a GPU, evaluation on the dev split after every epoch, early stopping,
-and the best epoch's weights restored at the end.
+decay, mixed precision, a fused optimizer and TF32 on a GPU, optional `torch.compile`, several processes under
+`torchrun` / `accelerate launch` (DistributedDataParallel: NCCL on GPUs, gloo on CPUs), evaluation on the dev split
+after every epoch, early stopping, the best epoch's weights restored at the end, and checkpoints to resume from.
 
-What differs between the two (which loss, which model, what the dev score is) comes in as functions.
+What differs between callers (which loss, which model, what the dev score is) comes in as functions.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeft.errors import BadInput
 from edgeft.progress import console, progress_bar
 from edgeft.stages.torch_model import torch_modules
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class Schedule:
     epochs: int
     learning_rate: float
-    batch_size: int
+    batch_size: int  # per process
     warmup_ratio: float
     weight_decay: float
     patience: int
     seed: int
+    # auto: bf16 on a GPU that has it, else fp16 with loss scaling; fp32 on a CPU (bf16 there is asked for by name).
+    precision: str = "auto"
+    compile: bool = False
+    metric: str = "dev_accuracy"  # what dev_score() measures, as history and logs name it
+
+
+@dataclass(frozen=True)
+class Workers:
+    """This process's place among the processes `torchrun` or `accelerate launch` started (1 of 1 otherwise)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Workers:
+        # Both launchers export the torch.distributed variables; nothing else is needed from them.
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: str) -> None:
+        if self.world_size == 1:
+            return
+        torch, _ = torch_modules()
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch, _ = torch_modules()
+            torch.distributed.barrier()
+
+    def stop(self) -> None:
+        torch, _ = torch_modules()
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    torch, _ = torch_modules()
+    if requested not in PRECISIONS:
+        raise BadInput(f"--precision '{requested}' is not one of {', '.join(PRECISIONS)}")
+    if device.startswith("cuda"):
+        if requested == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if requested == "bf16" and not torch.cuda.is_bf16_supported():
+            raise BadInput("--precision bf16: this GPU has no bf16; use --precision fp16 or auto")
+        return requested
+    if requested == "fp16":
+        raise BadInput("--precision fp16 needs a CUDA GPU; on a CPU use fp32 (default) or bf16")
+    return "fp32" if requested == "auto" else requested
 
 
 def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: str,
-          batch_loss: Callable[[np.ndarray], Any], dev_score: Callable[[], float], label: str) -> dict[str, Any]:
-    """Train `params` of `model` on examples 0..len(lengths)-1; `batch_loss(indices)` returns the loss tensor.
+          batch_loss: Callable[[Any, np.ndarray], Any], dev_score: Callable[[], float], label: str,
+          checkpoint: Path | None = None, checkpoint_seconds: float = 300.0) -> dict[str, Any]:
+    """Train `params` of `model` on examples 0..len(lengths)-1; `batch_loss(forward, indices)` returns the loss
+    tensor, calling `forward` (the model, or its compiled / DistributedDataParallel wrapper) for the outputs.
 
+    With `checkpoint`, the state is saved there after every epoch and every `checkpoint_seconds` of training, and a
+    run that finds one resumes from it (same batches, same schedule); it is removed when training ends.
     Returns the history, the best dev score and the speed; `model` ends holding the best epoch's weights.
     """
     torch, transformers = torch_modules()
-    if device == "cuda":
+    workers = Workers.from_env()
+    workers.start(device)
+    precision = resolve_precision(schedule.precision, device)
+    if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     no_decay = ("bias", "LayerNorm.weight")
     named = [(n, p) for n, p in params if p.requires_grad]
     groups = [{"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": schedule.weight_decay},
               {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=schedule.learning_rate, fused=device == "cuda")
-    steps_per_epoch = math.ceil(len(lengths) / schedule.batch_size)
+    optimizer = torch.optim.AdamW(groups, lr=schedule.learning_rate, fused=device.startswith("cuda"))
+    # Every process draws the same batches from the same seed and takes every world_size-th one.
+    steps_per_epoch = math.ceil(len(lengths) / schedule.batch_size) // workers.world_size
+    if steps_per_epoch == 0:
+        raise BadInput(f"{len(lengths)} training examples make no batch of {schedule.batch_size} for each of "
+                       f"{workers.world_size} processes; lower --batch-size")
     total = steps_per_epoch * schedule.epochs
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(total * schedule.warmup_ratio), total)
-    rng = np.random.default_rng(schedule.seed)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None)
+    forward = model
+    if workers.world_size > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[workers.local_rank] if device.startswith("cuda") else None)
+    if schedule.compile:
+        # dynamic=True: batches are padded to their own longest text, so shapes change from step to step.
+        forward = torch.compile(forward, dynamic=True)
 
-    history, best, best_state, stale, seen, started = [], -math.inf, None, 0, 0, time.perf_counter()
-    with progress_bar() as progress:
-        task = progress.add_task(f"{label} on {device}", total=total)
-        for epoch in range(1, schedule.epochs + 1):
+    rng = np.random.default_rng(schedule.seed)
+    state = {"epoch": 1, "step": 0, "history": [], "best": -math.inf, "stale": 0, "seen": 0, "seconds": 0.0,
+             "epoch_rng": rng.bit_generator.state}
+    best_state = None
+    if checkpoint is not None and (checkpoint / "progress.json").is_file():
+        state, best_state = _load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+        if workers.main:
+            console.print(f"  resuming {label} from {checkpoint} (epoch {state['epoch']}, step {state['step']})")
+
+    started = time.perf_counter() - state["seconds"]
+    last_save = time.perf_counter()
+    stop = False
+    with progress_bar(enabled=workers.main) as progress:
+        task = progress.add_task(f"{label} on {device}", total=total,
+                                 completed=(state["epoch"] - 1) * steps_per_epoch + state["step"])
+        while state["epoch"] <= schedule.epochs and not stop:
+            epoch = state["epoch"]
+            rng.bit_generator.state = state["epoch_rng"]
+            batches = length_grouped_batches(lengths, schedule.batch_size, rng)
+            mine = batches[workers.rank: steps_per_epoch * workers.world_size: workers.world_size]
             model.train()
-            for batch in length_grouped_batches(lengths, schedule.batch_size, rng):
+            for batch in mine[state["step"]:]:
                 with autocast:
-                    loss = batch_loss(batch)
-                loss.backward()
+                    loss = batch_loss(forward, batch)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-                optimizer.step()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                seen += len(batch)
-                progress.update(task, advance=1, description=f"{label} on {device} · epoch {epoch} · loss {loss.item():.3f}")
+                state["step"] += 1
+                state["seen"] += len(batch) * workers.world_size
+                progress.update(task, advance=1, description=f"{label} on {device} · epoch {epoch} · "
+                                                             f"loss {loss.item():.3f}")
+                if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_seconds:
+                    state["seconds"] = time.perf_counter() - started
+                    _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
+                    last_save = time.perf_counter()
             model.eval()
             score = dev_score()
-            history.append({"epoch": epoch, "dev_accuracy": score})
-            console.print(f"  epoch {epoch}: dev accuracy {score:.4f}")
-            if score > best:
-                best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-            elif score < best:
+            elapsed = time.perf_counter() - started
+            state["history"].append({"epoch": epoch, schedule.metric: score, "seconds": round(elapsed, 1)})
+            if workers.main:
+                console.print(f"  epoch {epoch}: {schedule.metric.replace('_', ' ')} {score:.4f} ({elapsed:.0f} s)")
+            if score > state["best"]:
+                state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
+            elif score < state["best"]:
                 # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
-                # accuracies are common and say nothing about progress. The earlier of tied epochs stays the best.
-                stale += 1
-                if stale >= schedule.patience:
-                    break
+                # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
+                state["stale"] += 1
+                stop = state["stale"] >= schedule.patience
+            state.update(epoch=epoch + 1, step=0, epoch_rng=rng.bit_generator.state, seconds=elapsed)
+            if checkpoint is not None and not stop and state["epoch"] <= schedule.epochs:
+                _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
+                last_save = time.perf_counter()
     seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
-    return {"dev_accuracy": best, "history": history, "train_samples_per_s": round(seen / seconds, 1),
-            "train_seconds": round(seconds, 1)}
+    if checkpoint is not None and workers.main:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return {schedule.metric: state["best"], "history": state["history"],
+            "train_samples_per_s": round(state["seen"] / seconds, 1), "train_seconds": round(seconds, 1),
+            "precision": precision, "compiled": schedule.compile, "processes": workers.world_size,
+            "batch_size_per_process": schedule.batch_size}
+
+
+def _save_checkpoint(folder: Path, state: dict[str, Any], model, optimizer, scheduler, scaler, best_state,
+                     workers: Workers) -> None:
+    """Tensors with torch.save (read back with weights_only=True: no code runs on load), the rest as JSON; written
+    to a temporary sibling and renamed, so an interruption while saving leaves the previous checkpoint intact."""
+    if not workers.main:
+        return
+    torch, _ = torch_modules()
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else {}, "best": best_state or {},
+                "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
+    (tmp / "progress.json").write_text(json.dumps({**state, "best": state["best"] if state["best"] > -math.inf
+                                                   else None}), encoding="utf-8")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, scaler) -> tuple[dict[str, Any], Any]:
+    torch, _ = torch_modules()
+    state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+    state["best"] = -math.inf if state["best"] is None else state["best"]
+    tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(tensors["model"])
+    optimizer.load_state_dict(tensors["optimizer"])
+    scheduler.load_state_dict(tensors["scheduler"])
+    if scaler is not None and tensors["scaler"]:
+        scaler.load_state_dict(tensors["scaler"])
+    torch.set_rng_state(tensors["torch_rng"])
+    return state, (tensors["best"] or None)
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,0 +1,101 @@
+"""`edgeft finetune`: a base model + labelled data -> a fine-tuned model folder, scored on the held-out test split.
+
+Runs as one process, or as several under `torchrun --nproc_per_node N $(which edgeft) finetune ...` or
+`accelerate launch --num_processes N $(which edgeft) finetune ...` (one GPU per process; gloo on CPUs); the first
+process writes the output and prints the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgeft.cli.options import Encoding, LabelColumn, TextColumn
+
+
+def finetune(
+    task: str = typer.Option("classification", "--task", help="classification or ner."),
+    model: Path | None = typer.Option(None, "--model", help="Hugging Face model folder [default: packaged "
+                                      "all-MiniLM-L6-v2]."),
+    data: str | None = typer.Option(None, "--data", help="classification: CSV / TSV / JSONL, a folder per label, "
+                                    "packaged:tweets / packaged:bbc; ner: CoNLL (token tag per line) or JSONL "
+                                    "(tokens, tags), packaged:wnut16 [default: packaged:tweets / packaged:wnut16]."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (safetensors, tokenizer, manifest.json)."),
+    text_column: str = TextColumn,
+    label_column: str = LabelColumn,
+    encoding: str = Encoding,
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs at most (early stopping on the dev split) "
+                                      "[default: 2; ner 10]."),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
+                                               "ner 1e-4]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = the largest "
+                                          "that fits the GPU (learning rate scaled by sqrt(batch/32)) [default: 32; "
+                                          "ner 16]."),
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples", help="Seeded subset of the train "
+                                                 "split; 0 = all [default: 8000; ner all]."),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per text, special tokens included."),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that has it, else fp16; fp32 on "
+                                  "a CPU), fp32, bf16 or fp16."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (pays off on GPUs for "
+                                       "long runs; the first steps compile)."),
+    peft: str = typer.Option("none", "--peft", help="none, or lora: low-rank adapters, merged into the weights "
+                             "before writing."),
+    lora_r: int | None = typer.Option(None, "--lora-r", help="LoRA rank [default: 8]."),
+    search: list[str] = typer.Option([], "--search", help="Hyperparameter grid, e.g. --search learning_rate=5e-5,1e-4 "
+                                     "--search epochs=2,4; the best dev score wins, every trial is recorded."),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds the --search may take; trials "
+                                             "that would not fit are skipped (and recorded)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (as in `edgeft build`), subset, init and order."),
+    work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Stage cache; an interrupted fine-tune "
+                                  "resumes from its checkpoint here."),
+) -> None:
+    """Fine-tune a base model for classification or NER (GPU when present), keep the best epoch, score it."""
+    from pydantic import ValidationError
+
+    from edgeft.artifact import check_output_folder
+    from edgeft.errors import BadInput
+    from edgeft.pipeline import DEFAULT_TASK_DATA, base_model_folder
+    from edgeft.profile import describe_validation_error
+    from edgeft.stages.finetune import FinetuneSpec
+    from edgeft.stages.torch_model import check_model_folder
+    from edgeft.stages.training import Workers
+
+    if task not in DEFAULT_TASK_DATA:
+        raise BadInput(f"--task '{task}' is not one of {', '.join(DEFAULT_TASK_DATA)}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
+    if time_budget is not None and not search:
+        raise BadInput("--time-budget limits a --search; add --search KEY=V1,V2 or drop --time-budget")
+    given = {"epochs": epochs, "learning_rate": learning_rate, "max_length": max_length, "precision": precision,
+             "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
+    if batch_size is not None:
+        given["batch_size"] = batch_size or None
+    if max_train_samples is not None:
+        given["max_train_samples"] = max_train_samples or None
+    try:
+        spec = FinetuneSpec.for_task(task, **{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
+    from edgeft.stages.finetune import resolve_device
+    from edgeft.stages.training import resolve_precision
+
+    resolve_precision(spec.precision, resolve_device(spec.device))  # fp16 without a GPU fails here, not after loading
+    grid = None
+    if search:
+        from edgeft.stages.search import parse_grid, trial_specs
+
+        grid = parse_grid(search)
+        trial_specs(spec, grid)  # every trial's values validated before any work
+    check_output_folder(out)
+    model_dir, _, _ = base_model_folder(model)
+    check_model_folder(model_dir)
+    from edgeft.stages.finetune_report import run_finetune
+
+    workers = Workers.from_env()
+    try:
+        run_finetune(model_dir, data or DEFAULT_TASK_DATA[task], spec, out, work_dir / "work", grid, time_budget,
+                     text_column, label_column, encoding)
+    finally:
+        workers.stop()

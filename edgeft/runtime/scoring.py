@@ -1,0 +1,110 @@
+"""Held-out examples of either task and how a model is scored on them: the build (candidates, the shipped bundle,
+the fp32 references) and `edgeft bench` on a device all score through `score`, so their numbers compare.
+
+Classification: accuracy, macro-F1, per class. NER: entity-level micro precision / recall / F1 (conlleval / seqeval
+semantics), macro-F1 over entity types, token accuracy, per type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeft.errors import BadInput
+from edgeft.metrics import classification_metrics
+from edgeft.runtime.encoder import TextEncoder
+
+# The headline metric of each task: what budgets, candidate selection and early stopping compare.
+PRIMARY = {"classification": "accuracy", "ner": "f1"}
+PRIMARY_NAME = {"classification": "accuracy", "ner": "entity F1"}
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Labelled held-out examples. NER keeps the words and tags; its `texts` are the words joined by spaces (what
+    latency benches time and what an app would send)."""
+
+    task: str
+    texts: list[str]
+    labels: list[str] = field(default_factory=list)  # classification: one label per text
+    words: list[list[str]] = field(default_factory=list)  # ner: the words of each sentence
+    tags: list[list[str]] = field(default_factory=list)  # ner: one BIO tag per word
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def head(self, n: int) -> Examples:
+        return Examples(self.task, self.texts[:n], self.labels[:n], self.words[:n], self.tags[:n])
+
+    @classmethod
+    def tagged(cls, words: list[list[str]], tags: list[list[str]]) -> Examples:
+        return cls("ner", [" ".join(w) for w in words], [], words, tags)
+
+
+def score(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEncoder, examples: Examples,
+          labels: list[str], batch_size: int = 32) -> dict:
+    """Metrics of the model behind `run` (a session's run, or a PyTorch runner) on `examples`."""
+    return metrics_of(examples, predict(run, encoder, examples, labels, batch_size), labels)
+
+
+def predict(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEncoder, examples: Examples,
+            labels: list[str], batch_size: int = 32) -> list:
+    """The predicted label of every text, or (NER) the predicted tag of every word of every sentence."""
+    if examples.task == "ner":
+        from edgeft.runtime.tagging import tags_of, word_logits
+
+        unknown = sorted({t for s in examples.tags for t in s} - set(labels))
+        if unknown:
+            raise BadInput(f"tags {unknown} are not among the model's tags {labels}; score data tagged like its training data")
+        return tags_of(word_logits(run, encoder, examples.words, batch_size), examples.words, labels)
+    unknown = sorted(set(examples.labels) - set(labels))
+    if unknown:
+        raise BadInput(f"labels {unknown} are not among the model's labels {labels}; check --label-column")
+    return [labels[k] for k in sentence_logits(run, encoder, examples.texts, len(labels), batch_size).argmax(-1)]
+
+
+def metrics_of(examples: Examples, predicted: list, labels: list[str]) -> dict:
+    if examples.task == "ner":
+        from edgeft.runtime.entities import entity_metrics
+
+        return entity_metrics(examples.tags, predicted)
+    index = {label: i for i, label in enumerate(labels)}
+    return classification_metrics([index[label] for label in examples.labels], [index[p] for p in predicted], labels)
+
+
+def example_stats(examples: Examples, predicted: list) -> np.ndarray:
+    """What each example adds to the headline metric, so it can be resampled: [correct] per text, or
+    [matched entities, predicted entities, gold entities] per sentence (micro F1 = 2 m / (p + g))."""
+    if examples.task == "ner":
+        from edgeft.runtime.entities import bio_entities
+
+        rows = []
+        for gold, tags in zip(examples.tags, predicted):
+            g, p = set(bio_entities(gold)), set(bio_entities(tags))
+            rows.append((len(g & p), len(p), len(g)))
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return np.array([[float(p == g)] for p, g in zip(predicted, examples.labels)]).reshape(-1, 1)
+
+
+def headline_of_sums(task: str, sums: np.ndarray, n: int) -> np.ndarray:
+    """The headline metric from `n` examples' summed stats (the last axis), for one sum or many resampled ones."""
+    if task == "ner":
+        denominator = sums[..., 1] + sums[..., 2]
+        return np.where(denominator > 0, 2 * sums[..., 0] / np.maximum(denominator, 1e-12), 0.0)
+    return sums[..., 0] / max(n, 1)
+
+
+def sentence_logits(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEncoder, texts: list[str],
+                    n_labels: int, batch_size: int = 32) -> np.ndarray:
+    """Logits of many texts in batches, in the texts' order."""
+    if not texts:
+        return np.zeros((0, n_labels), dtype=np.float32)
+    # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), n_labels), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = order[start:start + batch_size]
+        out[chunk] = run(encoder([texts[i] for i in chunk]))
+    return out

@@ -1,0 +1,88 @@
+"""Token classification (NER) at run time, numpy only: token logits -> one tag per word -> entity spans.
+
+A word's tag is read from its first sub-word token, as it was trained (the other sub-words carry no label). Words
+cut off by the input policy's maximum length get "O": they are scored as missed entities, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeft.metrics import softmax
+from edgeft.runtime.encoder import TextEncoder
+from edgeft.runtime.entities import bio_entities
+
+
+@dataclass(frozen=True)
+class Span:
+    """One entity found in a text: its characters text[start:end], its type and the model's mean confidence."""
+
+    text: str
+    type: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def first_subwords(word_ids: list[int | None]) -> list[int]:
+    """Token positions of each word's first sub-word, in word order."""
+    positions, seen = [], set()
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in seen:
+            seen.add(word)
+            positions.append(position)
+    return positions
+
+
+def word_logits(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEncoder,
+                sentences: list[list[str]], batch_size: int = 32) -> list[np.ndarray]:
+    """Per sentence, the logits [words kept, tags] of its words' first sub-words; `run` is a session's run."""
+    out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sentences)
+    # Sorting by length keeps padding small; results go back to each sentence's own slot.
+    order = np.argsort([sum(len(w) for w in s) for s in sentences], kind="stable")
+    for start in range(0, len(sentences), batch_size):
+        chunk = order[start:start + batch_size]
+        feeds, word_ids = encoder.words([sentences[i] for i in chunk])
+        logits = run(feeds)
+        for row, i in enumerate(chunk):
+            out[i] = logits[row, first_subwords(word_ids[row])]
+    return out
+
+
+def tags_of(logits: list[np.ndarray], sentences: list[list[str]], labels: list[str]) -> list[list[str]]:
+    """The argmax tag of every word; words beyond the maximum length are "O"."""
+    tags = []
+    for rows, words in zip(logits, sentences):
+        predicted = [labels[int(k)] for k in rows.argmax(-1)] if len(rows) else []
+        tags.append(predicted + ["O"] * (len(words) - len(predicted)))
+    return tags
+
+
+def entities_of(text: str, encoding, token_logits: np.ndarray, labels: list[str]) -> list[Span]:
+    """Entity spans of one raw text from its `tokenizers` encoding (offsets, word ids) and its token logits."""
+    probs = softmax(token_logits[: len(encoding.ids)])
+    word_ids, offsets = list(encoding.word_ids), list(encoding.offsets)
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is None:
+            continue
+        first.setdefault(word, position)
+        starts.setdefault(word, offsets[position][0])
+        ends[word] = offsets[position][1]
+    words = sorted(first)
+    tags = [labels[int(probs[first[w]].argmax())] for w in words]
+    scores = [float(probs[first[w]].max()) for w in words]
+    found = []
+    for kind, a, b in bio_entities(tags):
+        start, end = starts[words[a]], ends[words[b - 1]]
+        found.append(Span(text[start:end], kind, start, end, round(float(np.mean(scores[a:b])), 4)))
+    return found

@@ -1,0 +1,154 @@
+"""`edgeft finetune`: resume after an interruption, LoRA merged before writing, a hyperparameter search under a time
+budget, and two processes under torchrun (gloo on CPU) with no code change. All on the tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_edgeft
+
+TINY = ["--epochs", "3", "--learning-rate", "3e-3", "--batch-size", "16", "--max-train-samples", "0",
+        "--device", "cpu"]
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_finetune_writes_a_model_with_a_per_class_test_report(tiny_model, tiny_csv, tmp_path):
+    out = tmp_path / "model"
+    code, stdout, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out", str(out),
+                                    "--work-dir", str(tmp_path / "w"), *TINY])
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"] == "classification" and manifest["test"]["accuracy"] > 0.8
+    assert set(manifest["test"]["per_class"]) == {"negative", "neutral", "positive"}
+    assert [h["epoch"] for h in manifest["metrics"]["history"]] == [1, 2, 3]
+    assert all("seconds" in h for h in manifest["metrics"]["history"])
+    assert "negative" in stdout and "accuracy" in stdout
+
+
+def test_an_interrupted_finetune_resumes_and_ends_with_the_same_weights(tiny_model, tiny_csv, tmp_path, monkeypatch):
+    """Ctrl-C in epoch 2: the epoch-1 checkpoint stays; the same command resumes there. The result is bit for bit
+    the model an uninterrupted run writes."""
+    import edgeft.stages.training as training
+
+    args = ["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), *TINY]
+    code, _, err = run_edgeft([*args, "--out", str(tmp_path / "straight"), "--work-dir", str(tmp_path / "w1")])
+    assert code == 0, err
+
+    real = training.length_grouped_batches
+    calls = {"n": 0}
+
+    def interrupted_in_epoch_2(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "length_grouped_batches", interrupted_in_epoch_2)
+    code, _, err = run_edgeft([*args, "--out", str(tmp_path / "resumed"), "--work-dir", str(tmp_path / "w2")])
+    assert code == 130 and not (tmp_path / "resumed").exists()
+    checkpoints = list((tmp_path / "w2" / "work").glob(".finetune-*.resume"))
+    assert len(checkpoints) == 1 and json.loads((checkpoints[0] / "progress.json").read_text())["epoch"] == 2
+
+    monkeypatch.setattr(training, "length_grouped_batches", real)
+    code, _, err = run_edgeft([*args, "--out", str(tmp_path / "resumed"), "--work-dir", str(tmp_path / "w2")])
+    assert code == 0, err
+    assert "resuming" in err
+    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    assert all((straight[k] == resumed[k]).all() for k in straight)
+    assert not list((tmp_path / "w2" / "work").glob(".finetune-*.resume"))  # removed once training ended
+
+
+def test_lora_trains_few_parameters_and_writes_plain_merged_weights(tiny_model, tiny_csv, tmp_path):
+    out = tmp_path / "lora"
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out", str(out),
+                               "--work-dir", str(tmp_path / "w"), "--peft", "lora", "--lora-r", "4",
+                               *TINY[:-2], "--epochs", "5", "--device", "cpu"])
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    total = sum(t.numel() for t in weights(out).values())
+    assert manifest["trainable_parameters"] < total / 3
+    assert not any("lora" in k for k in weights(out))  # merged: export and runtimes see an ordinary model
+    assert manifest["test"]["accuracy"] > 0.6
+
+
+def test_a_search_records_every_trial_and_keeps_the_best_dev_score(tiny_model, tiny_csv, tmp_path):
+    out = tmp_path / "best"
+    code, stdout, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out",
+                                    str(out), "--work-dir", str(tmp_path / "w"), *TINY,
+                                    "--search", "learning_rate=1e-5,3e-3", "--search", "epochs=1,2"])
+    assert code == 0, err
+    trials = json.loads((out / "manifest.json").read_text())["search"]
+    assert [t["params"] for t in trials] == [{"learning_rate": 1e-5, "epochs": 1}, {"learning_rate": 1e-5, "epochs": 2},
+                                             {"learning_rate": 3e-3, "epochs": 1}, {"learning_rate": 3e-3, "epochs": 2}]
+    chosen = [t for t in trials if t["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["dev_accuracy"] == max(t["dev_accuracy"] for t in trials)
+    assert chosen[0]["params"]["learning_rate"] == 3e-3  # 1e-5 barely moves a random model in 2 epochs
+    assert "hyperparameter search" in stdout
+
+
+def test_a_search_skips_the_trials_its_time_budget_cannot_fit(tiny_model, tiny_csv, tmp_path):
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out",
+                               str(tmp_path / "m"), "--work-dir", str(tmp_path / "w"), *TINY,
+                               "--search", "learning_rate=3e-3,1e-3,3e-4", "--time-budget", "1"])
+    assert code == 0, err
+    trials = json.loads((tmp_path / "m" / "manifest.json").read_text())["search"]
+    assert trials[0]["status"] == "ran" and [t["status"] for t in trials[1:]] == ["skipped", "skipped"]
+    assert "time budget" in trials[1]["reason"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--search", "dropout=0.1"], "--search 'dropout=0.1'"),
+    (["--time-budget", "60"], "--time-budget limits a --search"),
+    (["--peft", "adapters"], "peft"),
+    (["--precision", "fp16"], "fp16 needs a CUDA GPU"),
+])
+def test_bad_finetune_options_are_one_line_errors(tiny_model, tiny_csv, tmp_path, args, message):
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out",
+                               str(tmp_path / "m"), "--work-dir", str(tmp_path / "w"), *TINY, *args])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_train_one_model(tiny_model, tiny_csv, tmp_path):
+    """`torchrun --nproc_per_node 2 edgeft finetune ...`: DistributedDataParallel over gloo on the CPU; each process
+    takes every second batch, the first writes the model."""
+    edgeft = Path(sys.executable).with_name("edgeft")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(edgeft), "finetune", "--model", str(tiny_model), "--data", str(tiny_csv),
+                             "--out", str(tmp_path / "ddp"), "--work-dir", str(tmp_path / "w"), *TINY,
+                             "--epochs", "6"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    assert manifest["metrics"]["processes"] == 2
+    # 324 training texts, batches of 16 per process, every second batch each: 10 steps per process per epoch.
+    assert manifest["test"]["accuracy"] > 0.8
+    assert result.stdout.count("wrote") <= 1  # only the first process reports
+    # The model fine-tuned by two processes goes through the rest of the pipeline as it is.
+    code, _, err = run_edgeft(["build", "--target", "x86-avx2", "--model", str(tiny_model), "--data", str(tiny_csv),
+                               "--finetuned", str(tmp_path / "ddp"), "--student", "none", "--quantization", "fp32",
+                               "--out", str(tmp_path / "bundle"), "--work-dir", str(tmp_path / "w")])
+    assert code == 0, err
+    built = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert built["lineage"][0]["path"] == str(tmp_path / "ddp") and "finetune" not in built["timings"]
+
+
+def test_build_refuses_a_finetuned_folder_that_names_no_labels(tiny_model, tiny_csv, tmp_path):
+    # The tiny base model is a classifier of LABEL_0 / LABEL_1: not fine-tuned on this data.
+    code, _, err = run_edgeft(["build", "--target", "x86-avx2", "--finetuned", str(tiny_model),
+                               "--data", str(tiny_csv), "--out", str(tmp_path / "b")])
+    assert code == 2 and "id2label" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,128 @@
+"""NER through the whole pipeline: a tiny random BERT learns to tag two entity types, and `edgeft build --task ner`
+turns it into a bundle scored by entity F1 on its own runtime; `edgeft predict` returns spans, `edgeft bench` scores
+the bundle's samples like the build did."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import FILLER, run_edgeft
+
+# Entity words of the tiny vocabulary (conftest.WORDS): "person" names are two words, "place" names one.
+PEOPLE = ["good", "great", "happy"]
+PLACES = ["table", "car", "window"]
+TINY_NER_TRAINING = ["--epochs", "6", "--learning-rate", "3e-3", "--device", "cpu"]
+
+
+def tagged_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    rng = random.Random(seed)
+    sentences = []
+    for i in range(n):
+        words = rng.sample(FILLER, 5)
+        tags = ["O"] * 5
+        at = rng.randrange(5)
+        if i % 2:
+            words[at:at] = [rng.choice(PEOPLE), rng.choice(PEOPLE)]
+            tags[at:at] = ["B-person", "I-person"]
+        else:
+            words[at:at] = [rng.choice(PLACES)]
+            tags[at:at] = ["B-place"]
+        sentences.append((words, tags))
+    return sentences
+
+
+@pytest.fixture(scope="module")
+def tiny_conll(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ner") / "tiny.conll"
+    blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(words, tags)) for words, tags in tagged_sentences(300, seed=0)]
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ner_bundle(tiny_model, tiny_conll, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ner-build")
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
+                               "--data", str(tiny_conll), "--out", str(root / "bundle"), "--work-dir",
+                               str(root / "work"), *TINY_NER_TRAINING])
+    assert code == 0, err
+    return root / "bundle"
+
+
+def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_budget(ner_bundle):
+    report = json.loads((ner_bundle / "report.json").read_text())
+    manifest = json.loads((ner_bundle / "manifest.json").read_text())
+    assert report["task"] == "ner" and manifest["bundle"]["task"] == "ner"
+    assert manifest["bundle"]["labels"] == ["O", "B-person", "I-person", "B-place", "I-place"]
+    m = report["metrics"]
+    assert m["f1"] > 0.5  # the tiny model learned the entities: chance is near 0 for exact spans
+    assert m["f1_drop"] == pytest.approx(m["teacher_f1"] - m["f1"])
+    assert report["budgets"][0]["name"] == "entity F1 drop vs fp32 model"
+    assert report["budgets"][0]["passed"] and report["budgets"][0]["limit"] == 0.02
+    selection = report["selection"]
+    assert selection["metric"] == "entity F1"
+    assert {c["name"] for c in selection["candidates"]} >= {"dynamic-int8", "dynamic-int8-body", "fp32"}
+    assert all(0.0 <= c["dev_score"] <= 1.0 for c in selection["candidates"])
+    assert set(m["per_type"]) == {"person", "place"}
+    assert [row["metric"] for row in report["models"]] == ["entity F1", "entity F1"]
+    assert "entity F1" in (ner_bundle / "README.md").read_text()
+
+
+def test_ner_predict_returns_spans_whose_offsets_cut_the_entity_out_of_the_text(ner_bundle):
+    text = "it was the great happy day near a window"
+    code, out, err = run_edgeft(["predict", str(ner_bundle), "--json", text])
+    assert code == 0, err
+    spans = json.loads(out)[0]
+    assert spans, "expected at least one entity"
+    for span in spans:
+        assert text[span["start"]:span["end"]] == span["text"]
+        assert span["type"] in ("person", "place") and 0 < span["score"] <= 1
+    assert {(s["type"], s["text"]) for s in spans} >= {("place", "window")}
+
+
+def test_ner_samples_and_bench_score_the_same_entities_as_the_build(ner_bundle, tmp_path):
+    rows = [json.loads(line) for line in (ner_bundle / "samples.jsonl").read_text().splitlines()]
+    assert rows and {"words", "tags", "predicted", "entities"} <= set(rows[0])
+    assert all(len(r["words"]) == len(r["tags"]) == len(r["predicted"]) for r in rows)
+    code, _, err = run_edgeft(["bench", str(ner_bundle), "--runs", "20", "--rounds", "1", "--batch-size", "0",
+                               "--json", str(tmp_path / "bench.json")])
+    assert code == 0, err
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    from edgeft.runtime.entities import entity_metrics
+
+    expected = entity_metrics([r["tags"] for r in rows], [r["predicted"] for r in rows])
+    assert bench["metrics"]["f1"] == pytest.approx(expected["f1"])
+
+
+def test_ner_bench_on_a_conll_file_and_gate_says_it_does_not_gate_ner_yet(ner_bundle, tiny_conll, tmp_path):
+    code, _, err = run_edgeft(["bench", str(ner_bundle), "--data", str(tiny_conll), "--runs", "20", "--rounds", "1",
+                               "--batch-size", "0", "--json", str(tmp_path / "bench.json")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "bench.json").read_text())["metrics"]["n"] == 300
+    code, _, err = run_edgeft(["gate", str(tmp_path / "bench.json")])
+    assert code == 2 and "NER" in err
+
+
+def test_ner_for_the_mobile_target_is_refused_before_any_work(tiny_model, tiny_conll, tmp_path):
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "mobile", "--model", str(tiny_model),
+                               "--data", str(tiny_conll), "--out", str(tmp_path / "b"), "--work-dir",
+                               str(tmp_path / "w")])
+    assert code == 2 and "mobile" in err and not (tmp_path / "w").exists()
+
+
+def test_an_unknown_task_is_a_one_line_error(tiny_model, tiny_conll, tmp_path):
+    code, _, err = run_edgeft(["build", "--task", "pos", "--target", "x86-avx2", "--model", str(tiny_model),
+                               "--data", str(tiny_conll), "--out", str(tmp_path / "b")])
+    assert code == 2 and "--task 'pos'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ner_data_with_a_bad_tag_names_file_and_line(tiny_model, tmp_path):
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Paris\tB-place\nis\tO\n\nRome\tLOC\n", encoding="utf-8")
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
+                               "--data", str(bad), "--out", str(tmp_path / "b")])
+    assert code == 2 and "bad.conll" in err and "line 4" in err
