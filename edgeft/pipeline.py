@@ -80,8 +80,9 @@ def build(req: BuildRequest) -> BuildResult:
                            f"openvino-cpu")
         # NNCF's accuracy control validates with sentence accuracy; for NER the selection's entity-F1 check on the
         # dev split is what guards the budget, so these candidates are left out, and the record says so.
-        skipped = [{"name": c.name, "status": "skipped", "reason": "accuracy control validates sentence accuracy, "
-                    "not entity F1"} for c in candidates if c.accuracy_control]
+        skipped = [{"name": c.name, "scheme": c.scheme.value, "options": c.summary(), "status": "skipped",
+                    "reason": "accuracy control validates sentence accuracy, not entity F1"}
+                   for c in candidates if c.accuracy_control]
         candidates = [c for c in candidates if not c.accuracy_control]
         if not candidates:
             raise BadInput(f"--quantization '{pinned}' uses accuracy control, which NER builds do not take; pin "

@@ -201,8 +201,12 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
     ov_option = tmp_path / "ov.yaml"
     ov_option.write_text("name: ov\ndescription: d\nruntime: openvino\nformat: openvino-ir\nisa: avx2\n"
                          "quantization: {candidates: [{name: pc, scheme: weight-int8, per_channel: true}], pin: pc}\n")
+    ort_weight = tmp_path / "ortw.yaml"
+    ort_weight.write_text("name: ortw\ndescription: d\nruntime: onnxruntime\nformat: onnx\nisa: avx2\n"
+                          "quantization: {candidates: [{name: w, scheme: weight-int8, per_channel: true}], pin: w}\n")
     return {
         "unknown target": (["--target", "nope"], "unknown target 'nope'"),
+        "option the scheme lacks": (["--target", str(ort_weight)], "scheme 'weight-int8' takes only exclude"),
         "missing data": (["--data", str(tmp_path / "missing.csv")], "does not exist"),
         "empty data": (["--data", str(empty)], "is empty"),
         "undecodable": (["--data", str(latin)], "is not valid utf-8; pass --encoding"),

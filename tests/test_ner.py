@@ -126,3 +126,16 @@ def test_ner_data_with_a_bad_tag_names_file_and_line(tiny_model, tmp_path):
     code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
                                "--data", str(bad), "--out", str(tmp_path / "b")])
     assert code == 2 and "bad.conll" in err and "line 4" in err
+
+
+def test_ner_on_openvino_skips_accuracy_control_candidates_and_says_why(tiny_model, tiny_conll, tmp_path):
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "openvino-cpu", "--model", str(tiny_model),
+                               "--data", str(tiny_conll), "--out", str(tmp_path / "b"), "--work-dir",
+                               str(tmp_path / "w"), *TINY_NER_TRAINING])
+    assert code == 0, err
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    rows = {c["name"]: c for c in report["selection"]["candidates"]}
+    assert rows["nncf-int8-ac"]["status"] == "skipped" and "entity F1" in rows["nncf-int8-ac"]["reason"]
+    assert report["metrics"]["f1"] > 0.5 and report["budgets"][0]["passed"]
+    code, out, _ = run_edgeft(["predict", str(tmp_path / "b"), "--json", "the car is near a window"])
+    assert code == 0 and all(s["type"] in ("person", "place") for s in json.loads(out)[0])

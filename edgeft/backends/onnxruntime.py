@@ -15,6 +15,8 @@ MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
 SCHEMES = (Scheme.FP32, Scheme.DYNAMIC_INT8, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
 # Candidate options this backend implements (the others are refused before any work).
 OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operators", "exclude", "optimization")
+# Schemes that take fewer of them: weight-only int8 has fixed symmetric blocks and may keep the classifier float.
+SCHEME_OPTIONS = {Scheme.WEIGHT_INT8: ("exclude",)}
 
 
 class OrtSession:

@@ -136,8 +136,11 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
     from edgeft.report_table import print_bench
     from edgeft.runtime.bundle import load
 
-    load(bundle)  # verify the bundle here first: a tampered one never travels
+    loaded = load(bundle)  # verify the bundle here first: a tampered one never travels
     if where == "qemu-arm64":
+        if loaded.task == "ner":
+            raise BadInput("--device qemu-arm64 checks classification bundles only so far; bench a NER bundle "
+                           "locally or over ssh://")
         if data is not None or any(v is not None for k, v in options.items() if k != "--batch-size"):
             raise BadInput("--device qemu-arm64 runs the bundle's own held-out samples and times nothing; drop "
                            "--data / --runs / --warmup / --threads / --rounds")

@@ -34,6 +34,13 @@ def check_supported(profile: TargetProfile) -> None:
         if unsupported:
             raise BadInput(f"{where}: option '{unsupported[0]}' is not implemented for runtime "
                            f"'{profile.runtime.value}' (it takes {', '.join(impl.OPTIONS)}); remove it")
+        allowed = getattr(impl, "SCHEME_OPTIONS", {}).get(c.scheme)
+        if allowed is not None:
+            extra = [f for f in Candidate.model_fields if f not in ("name", "scheme", "calibration", *allowed)
+                     and getattr(c, f) != getattr(defaults, f)]
+            if extra:
+                raise BadInput(f"{where}: scheme '{c.scheme.value}' takes only {', '.join(allowed)} on runtime "
+                               f"'{profile.runtime.value}', not '{extra[0]}'; remove it")
 
 
 def calibration_texts(data, split: Split, recipe: CalibrationRecipe) -> list[str]:
