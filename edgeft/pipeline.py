@@ -15,9 +15,6 @@ from typing import Any
 from edgeft import __version__
 from edgeft.artifact import check_output_folder, sha256_file, sha256_json
 from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
-
-# What `edgeft build --task T` trains on when --data is not given.
-DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
 from edgeft.calibration import load_recipe, recipe_path
 from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
@@ -26,6 +23,9 @@ from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
 from edgeft.report_table import print_selection
+
+# What `edgeft build --task T` trains on when --data is not given.
+DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,15 @@ def test_build_refuses_a_finetuned_folder_that_names_no_labels(tiny_model, tiny_
     code, _, err = run_edgeft(["build", "--target", "x86-avx2", "--finetuned", str(tiny_model),
                                "--data", str(tiny_csv), "--out", str(tmp_path / "b")])
     assert code == 2 and "id2label" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_compiled_training_learns_like_eager(tiny_model, tiny_csv, tmp_path):
+    """--compile: torch.compile with dynamic shapes (batches are padded to their own longest text); on a CPU the
+    compile itself is most of the time, on a GPU it pays for long runs."""
+    out = tmp_path / "compiled"
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out", str(out),
+                               "--work-dir", str(tmp_path / "w"), *TINY, "--compile"])
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"]["compiled"] and manifest["test"]["accuracy"] > 0.8

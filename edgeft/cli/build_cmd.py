@@ -28,7 +28,8 @@ def build(
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size [default: 32; ner 16]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size; 0 = automatic "
+                                          "(32 on a CPU, the largest that fits a GPU) [default: automatic; ner 16]."),
     finetuned: Path | None = typer.Option(None, "--finetuned", help="Skip fine-tuning: ship (or distil from) this "
                                           "fine-tuned model folder, e.g. what `edgeft finetune --out` wrote."),
     precision: str | None = typer.Option(None, "--precision", help="Fine-tuning precision: auto (bf16 on a GPU that "
@@ -63,7 +64,7 @@ def build(
     if learning_rate is not None:
         overrides["learning_rate"] = learning_rate
     if batch_size is not None:
-        overrides["batch_size"] = batch_size
+        overrides["batch_size"] = batch_size or None
     if precision is not None:
         overrides["precision"] = precision
     if compile_model:

@@ -29,9 +29,9 @@ def finetune(
                                       "[default: 2; ner 10]."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = the largest "
-                                          "that fits the GPU (learning rate scaled by sqrt(batch/32)) [default: 32; "
-                                          "ner 16]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = automatic: "
+                                          "32 on a CPU, on a GPU the largest that fits (up to 256; learning rate "
+                                          "scaled by sqrt(batch/32)) [default: automatic; ner 16]."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples", help="Seeded subset of the train "
                                                  "split; 0 = all [default: 8000; ner all]."),
     max_length: int = typer.Option(128, "--max-length", help="Tokens per text, special tokens included."),

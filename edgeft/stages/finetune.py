@@ -46,7 +46,7 @@ class FinetuneSpec(BaseModel):
     learning_rate: float = Field(8e-5, gt=0)
     # Per process. None: 32 on a CPU; on a GPU the largest power of two (up to 256) whose step fits its memory,
     # with the learning rate scaled by sqrt(batch / 32).
-    batch_size: int | None = Field(32, ge=1)
+    batch_size: int | None = Field(None, ge=1)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     # The default recipe's budget: a seeded, stratified subset keeps `make build` under 15 min on 2 CPU cores.

@@ -108,6 +108,7 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
     workers = Workers.from_env()
     workers.start(device)
     precision = resolve_precision(schedule.precision, device)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -155,6 +156,7 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
             batches = length_grouped_batches(lengths, schedule.batch_size, rng)
             mine = batches[workers.rank: steps_per_epoch * workers.world_size: workers.world_size]
             model.train()
+            description = f"{label} on {device} · epoch {epoch}"
             for batch in mine[state["step"]:]:
                 with autocast:
                     loss = batch_loss(forward, batch)
@@ -173,8 +175,10 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 state["seen"] += len(batch) * workers.world_size
-                progress.update(task, advance=1, description=f"{label} on {device} · epoch {epoch} · "
-                                                             f"loss {loss.item():.3f}")
+                # loss.item() waits for the GPU: read it for the bar only every 20 steps, not every step.
+                if state["step"] % 20 == 1:
+                    description = f"{label} on {device} · epoch {epoch} · loss {loss.item():.3f}"
+                progress.update(task, advance=1, description=description)
                 if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_seconds:
                     state["seconds"] = time.perf_counter() - started
                     _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
@@ -197,7 +201,9 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
                 last_save = time.perf_counter()
     seconds = time.perf_counter() - started
-    model.load_state_dict(best_state)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # leave the process as found
+    if best_state is not None:  # None only if every dev score was NaN: the last weights stay
+        model.load_state_dict(best_state)
     if checkpoint is not None and workers.main:
         shutil.rmtree(checkpoint, ignore_errors=True)
     return {schedule.metric: state["best"], "history": state["history"],
