@@ -48,8 +48,8 @@ def load_dataset(source: str, text_column: str = "text", label_column: str = "la
         raise BadInput(f"data file {path} does not exist; pass --data with a CSV, TSV or JSONL file or a folder per label")
     if path.is_dir():
         return _validated(_load_folder(path, encoding, strict=True), source)
-    raw = _read_bytes(path)
-    text = _decode(raw, path, encoding)
+    raw = read_bytes(path)
+    text = decode(raw, path, encoding)
     if path.suffix.lower() in TABULAR_SUFFIXES:
         texts, labels, dropped = _parse_tabular(text, path, TABULAR_SUFFIXES[path.suffix.lower()], text_column, label_column)
     elif path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -59,17 +59,19 @@ def load_dataset(source: str, text_column: str = "text", label_column: str = "la
     return _validated(TextDataset(texts, labels, source, hashlib.sha256(raw).hexdigest(), dropped), source)
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, empty_hint: str = "it needs a header and at least two labelled rows") -> bytes:
+    """A data file's bytes (hashed into the manifest as read); unreadable or empty files are one-line errors."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"data file {path} cannot be read ({exc.strerror}); check its permissions") from None
     if not raw.strip():
-        raise BadInput(f"data file {path} is empty; it needs a header and at least two labelled rows")
+        raise BadInput(f"data file {path} is empty; {empty_hint}")
     return raw
 
 
-def _decode(raw: bytes, path: Path, encoding: str) -> str:
+def decode(raw: bytes, path: Path, encoding: str) -> str:
+    """Text of a data file; a wrong encoding names the line of the first bad byte and the --encoding fix."""
     try:
         return raw.decode(encoding)
     except LookupError:
@@ -138,7 +140,7 @@ def _load_folder(root: Path, encoding: str, strict: bool) -> TextDataset:
         raw = file.read_bytes()
         digest.update(file.relative_to(root).as_posix().encode() + b"\0" + raw)
         if strict:
-            text = _decode(raw, file, encoding)
+            text = decode(raw, file, encoding)
         else:
             text = raw.decode(encoding, errors="replace")
             if "\ufffd" in text:
@@ -155,7 +157,7 @@ def _load_packaged(pkg: PackagedData) -> TextDataset:
     if pkg.layout == "folder":
         ds = _load_folder(pkg.path, pkg.encoding, strict=False)
     else:
-        raw = _read_bytes(pkg.path)
+        raw = read_bytes(pkg.path)
         texts, labels, dropped = _parse_tabular(raw.decode(pkg.encoding), pkg.path, ",", pkg.text_column, pkg.label_column)
         ds = TextDataset(texts, labels, str(pkg.path), hashlib.sha256(raw).hexdigest(), dropped)
     return ds

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.assets import DATASETS, packaged_data
-from edgeft.data import Split
+from edgeft.data import Split, decode, read_bytes
 from edgeft.errors import BadInput
 
 CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".bio", ".iob")
@@ -87,26 +87,12 @@ def load_tagged(source: str, encoding: str = "utf-8") -> TaggedDataset:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"data file {path} cannot be read ({exc.strerror}); check its permissions") from None
-    if not raw.strip():
-        raise BadInput(f"data file {path} is empty; {CONLL_HINT} (or use JSONL)")
-    return raw
+    return read_bytes(path, f"{CONLL_HINT} (or use JSONL)")
 
 
 def _decode(raw: bytes, path: Path, encoding: str) -> str:
-    try:
-        text = raw.decode(encoding)
-    except LookupError:
-        raise BadInput(f"unknown --encoding '{encoding}'; use a Python codec name such as utf-8 or latin-1") from None
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise BadInput(f"data file {path} line {line}: byte 0x{raw[exc.start]:02x} is not valid {encoding}; "
-                       f"pass --encoding with the file's real encoding (for example latin-1)") from None
     # A byte-order mark (Windows editors write one) would otherwise glue itself to the first token.
-    return text.removeprefix("\ufeff")
+    return decode(raw, path, encoding).removeprefix("\ufeff")
 
 
 def _lines(text: str):

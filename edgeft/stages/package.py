@@ -22,8 +22,8 @@ from edgeft.profile import ModelFormat, Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
-from edgeft.runtime.samples import SAMPLES_FILE
-from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples  # held-out texts + this build's predictions, for device checks
+from edgeft.runtime.samples import SAMPLES_FILE  # held-out texts + this build's predictions, for device checks
+from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
