@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,11 +151,13 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
             "metrics": metrics, "versions": library_versions("torch", "transformers", "peft")}
 
 
+@dataclass(frozen=True)
 class _Examples:
     """What the training loop needs from a task: lengths (for batching), a batch's loss, the dev score of a model."""
 
-    def __init__(self, lengths: np.ndarray, batch_loss, dev_score) -> None:
-        self.lengths, self.batch_loss, self.dev_score = lengths, batch_loss, dev_score
+    lengths: np.ndarray
+    batch_loss: Callable[[Any, np.ndarray], Any]
+    dev_score: Callable[[Any], float]
 
 
 def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec, labels: list[str],
