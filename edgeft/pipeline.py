@@ -110,13 +110,13 @@ def build(req: BuildRequest) -> BuildResult:
                                                   "max_length": profile.input.max_length, **req.finetune})
     except ValidationError as exc:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
-    from edgeft.stages.finetune import resolve_device
+    from edgeft.stages.finetune import labels_of, resolve_device
     from edgeft.stages.training import Workers, resolve_precision
 
     if Workers.from_env().world_size > 1:
         raise BadInput("edgeft build runs as one process; fine-tune on several GPUs with `torchrun ... edgeft "
                        "finetune --out DIR`, then `edgeft build --finetuned DIR`")
-    finetuned = open_finetuned(req.finetuned, req.task, labels_of_data(data, req.task)) if req.finetuned else None
+    finetuned = open_finetuned(req.finetuned, req.task, labels_of(data, req.task)) if req.finetuned else None
     resolve_precision(spec.precision, resolve_device(spec.device))
     if ner and (req.student not in (None, "none") or (req.student is None and profile.student is not None)):
         raise BadInput(f"distilling a NER student inside `edgeft build` is not supported yet (target "
@@ -127,8 +127,6 @@ def build(req: BuildRequest) -> BuildResult:
 
         student = prepare_student(student, model_dir, req.work_dir / "work")
     extra_texts = read_extra_text(req.extra_text) if req.extra_text else []
-    from edgeft.stages.finetune import labels_of
-
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
                   f"{'tags' if ner else 'labels'}) · model {model_name}")
@@ -231,12 +229,6 @@ def build(req: BuildRequest) -> BuildResult:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
-
-
-def labels_of_data(data, task: str) -> list[str]:
-    from edgeft.stages.finetune import labels_of
-
-    return labels_of(data, task)
 
 
 def open_finetuned(folder: Path, task: str, labels: list[str]):

@@ -10,7 +10,6 @@ import numpy as np
 
 from edgeft.artifact import hash_tree, read_manifest
 from edgeft.backends import backend
-from edgeft.backends.session import Session
 from edgeft.errors import BadInput
 from edgeft.metrics import softmax
 from edgeft.profile import Runtime
@@ -62,7 +61,7 @@ class Bundle:
 
     def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Sentence logits [texts, labels] (classification bundles)."""
-        return batched_logits(self.session, self.encoder, texts, len(self.labels), batch_size)
+        return sentence_logits(self.session.run, self.encoder, texts, len(self.labels), batch_size)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction] | list[list[Span]]:
         """A label and its score per text; for a NER bundle, the entity spans of each text."""
@@ -87,12 +86,6 @@ class Bundle:
     def score(self, examples: Examples, batch_size: int = 32) -> dict[str, Any]:
         """This bundle's metrics on labelled examples, computed on its own runtime."""
         return score(self.session.run, self.encoder, examples, self.labels, batch_size)
-
-
-def batched_logits(session: Session, encode: TextEncoder, texts: list[str], n_labels: int,
-                   batch_size: int = 32) -> np.ndarray:
-    """Logits of many texts in batches; how a bundle and a build's candidate evaluation both score a split."""
-    return sentence_logits(session.run, encode, texts, n_labels, batch_size)
 
 
 def load(path: str | Path, threads: int | None = None, verify: bool = True) -> Bundle:
