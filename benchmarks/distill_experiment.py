@@ -54,10 +54,14 @@ def main() -> None:
     for name, fields in variants.items():
         student = Student(**{"epochs": args.epochs, "max_train_samples": args.samples or None, **fields})
         t0 = time.perf_counter()
-        art = distill(teacher, data, split, DistillSpec(student=student, device="cpu"), Path(".edgeft/experiments"))
+        # The build's own stage cache: the teacher's outputs are shared, and a variant equal to a profile's recipe
+        # is the very student `edgeft build` made.
+        art = distill(teacher, data, split, DistillSpec(student=student, device="cpu"), work)
         m = art.manifest["metrics"]
         results[name] = {"student": student.model_dump(mode="json"), "dev_accuracy": m["dev_accuracy"],
                          "teacher_dev_accuracy": m["teacher_dev_accuracy"], "history": m["history"],
+                         "soft_targets": art.manifest.get("soft_targets", "fp32"),
+                         "soft_targets_dev_accuracy": m.get("soft_targets_dev_accuracy"),
                          "train_seconds": m["train_seconds"], "samples_per_s": m["train_samples_per_s"],
                          "wall_seconds": round(time.perf_counter() - t0, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)

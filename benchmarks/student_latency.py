@@ -1,8 +1,9 @@
 """Latency of candidate student shapes, before any training: the runtime call does not depend on the weights' values.
 
 Makes students from the packaged all-MiniLM-L6-v2 (kept layers, pruned feed-forward width), exports each with
-Optimum, quantizes it like the x86-avx2 profile (dynamic int8, avx2 preset, per-channel), and times all of them
-interleaved on the same pre-tokenized tweets (batch 1, 1 thread). This chose the default student's shape
+Optimum, quantizes it two ways of the x86-avx2 profile (dynamic int8 per-channel with the avx2 preset's u8 weights,
+which is also the peer chain of `make bench-peers`, and with s8 7-bit weights), and times all of them interleaved on
+the same pre-tokenized tweets (batch 1, 1 thread). This chose the default student's shape
 (docs/experiments/distillation.md). Run: `.venv/bin/python benchmarks/student_latency.py`.
 """
 
@@ -25,28 +26,32 @@ from edgeft.stages.student import make_student
 from edgeft.stages.torch_model import load_classifier
 
 SHAPES = {"teacher: 6 layers, ffn 1536": None, "3 layers": Student(layers=3), "2 layers": Student(layers=2),
-          "3 layers, ffn 768": Student(layers=3, ffn=768), "2 layers, ffn 768": Student(layers=2, ffn=768),
-          "2 layers, ffn 512": Student(layers=2, ffn=512), "1 layer": Student(layers=1)}
+          "3 layers, ffn 1024": Student(layers=3, ffn=1024), "3 layers, ffn 768": Student(layers=3, ffn=768),
+          "2 layers, ffn 768": Student(layers=2, ffn=768)}
+WEIGHTS = {"u8 (avx2 preset)": Candidate(name="dynamic-int8", scheme=Scheme.DYNAMIC_INT8, per_channel=True),
+           "s8 7-bit": Candidate(name="dynamic-int8-s8", scheme=Scheme.DYNAMIC_INT8, per_channel=True,
+                                 weight_type="s8", reduce_range=True)}
 
 
 def main() -> None:
     base = packaged_model(DEFAULT_MODEL).path
     teacher = load_classifier(base, ["a", "b", "c"])
-    int8 = Candidate(name="dynamic-int8", scheme=Scheme.DYNAMIC_INT8, per_channel=True)
     files, root = {}, Path(tempfile.mkdtemp(prefix="student-latency-"))
     for name, shape in SHAPES.items():
         folder = root / f"m{len(files)}"
         model = teacher if shape is None else make_student(teacher, shape, ["a", "b", "c"], "classification")[0]
         save_model(model, base, folder / "hf")
         ort_backend.export(folder / "hf", folder / "onnx")
-        files[name] = ort_backend.quantize(folder / "onnx", folder / "int8", int8, Isa.AVX2, None)
+        for weights, int8 in WEIGHTS.items():
+            files[f"{name}, {weights}"] = ort_backend.quantize(folder / "onnx", folder / int8.name, int8, Isa.AVX2,
+                                                               None)
     texts = load_dataset("packaged:tweets").texts[:300]
     encode = TextEncoder(base / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
     samples = interleaved_latency({k: ort_backend.OrtSession(v, 1) for k, v in files.items()},
                                   [encode([t]) for t in texts], rounds=3, warmup=30)
-    teacher_p50 = percentiles(samples[next(iter(SHAPES))])["p50"]
+    teacher_p50 = percentiles(samples[next(iter(files))])["p50"]
     table = Table(title="int8 students, ONNX Runtime, batch 1, 1 thread, 300 tweets x 3 rounds, interleaved")
-    for col in ("shape", "p50 ms", "p90 ms", "speed-up vs int8 teacher", "size MiB"):
+    for col in ("shape", "p50 ms", "p90 ms", "speed-up vs u8 int8 teacher", "size MiB"):
         table.add_column(col, justify="left" if col == "shape" else "right")
     for name, runs in samples.items():
         p = percentiles(runs)

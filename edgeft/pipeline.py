@@ -118,10 +118,12 @@ def build(req: BuildRequest) -> BuildResult:
                        "finetune --out DIR`, then `edgeft build --finetuned DIR`")
     finetuned = open_finetuned(req.finetuned, req.task, labels_of(data, req.task)) if req.finetuned else None
     resolve_precision(spec.precision, resolve_device(spec.device))
-    if ner and (req.student not in (None, "none") or (req.student is None and profile.student is not None)):
-        raise BadInput(f"distilling a NER student inside `edgeft build` is not supported yet (target "
-                       f"'{profile.name}' asks for one, or --student was given); pass --student none")
-    student = resolve_student(req, profile)
+    if ner and req.student not in (None, "none"):
+        raise BadInput(f"distilling a NER student inside `edgeft build` is not supported yet (--student "
+                       f"{req.student}); drop --student")
+    # A profile's student recipe is for sentence classification (its shape and loss were measured there): NER
+    # builds ship the fine-tuned model itself, and say so below and in the report's model list.
+    student = None if ner else resolve_student(req, profile)
     if student is not None:
         from edgeft.stages.student import prepare_student
 
@@ -130,6 +132,9 @@ def build(req: BuildRequest) -> BuildResult:
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
                   f"{'tags' if ner else 'labels'}) · model {model_name}")
+    if ner and profile.student is not None:
+        console.print(f"  target {profile.name} distils students for classification only: this NER build ships the "
+                      f"fine-tuned model")
 
     work = req.work_dir / "work"
     from edgeft.stages.export import export
@@ -212,7 +217,7 @@ def build(req: BuildRequest) -> BuildResult:
         "selection": selection.record,
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
-                                                              "student", "metrics")}
+                                                              "student", "metrics", "soft_targets")}
                     if shipped_source is not teacher else None),
         "parity": exported.manifest["parity"],
         "lineage": [{"stage": a.manifest["stage"], "cache_key": a.manifest["cache_key"], "path": str(a.path)}

@@ -62,7 +62,7 @@ def test_build_reports_every_candidate_and_ships_one_never_slower_than_fp32(tiny
     report = json.loads((tiny_bundles["x86-avx2"] / "report.json").read_text())
     selection = report["selection"]
     rows = {r["name"]: r for r in selection["candidates"]}
-    assert list(rows)[:2] == ["dynamic-int8", "dynamic-int8-pt"]  # the profile's order of preference
+    assert list(rows)[:2] == ["dynamic-int8-s8", "dynamic-int8"]  # the profile's order of preference
     assert [r["status"] for r in rows.values()].count("chosen") == 1
     chosen = next(r for r in rows.values() if r["status"] == "chosen")
     assert report["quantization"]["name"] == chosen["name"]

@@ -67,7 +67,24 @@ def test_format_must_fit_runtime(tmp_path):
 def test_static_quantization_needs_a_calibration_recipe(tmp_path):
     raw = _base()
     raw["quantization"]["candidates"][0]["scheme"] = "static-int8"
-    with pytest.raises(BadInput, match="candidate 'dynamic-int8': scheme 'static-int8' needs 'calibration"):
+    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8': scheme 'static-int8' needs 'calibration"):
+        load_profile(_write(tmp_path, yaml.safe_dump(raw)))
+
+
+def test_s8_weights_on_avx2_need_the_7_bit_range_that_cannot_saturate(tmp_path):
+    raw = _base()
+    raw["quantization"]["candidates"][0]["reduce_range"] = False
+    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8': s8 weights on avx2 without VNNI saturate.*"
+                                       "reduce_range: true"):
+        load_profile(_write(tmp_path, yaml.safe_dump(raw)))
+    raw["isa"] = "avx512_vnni"  # VNNI's vpdpbusd adds into int32: full-range s8 weights are safe there
+    assert load_profile(_write(tmp_path, yaml.safe_dump(raw))).quantization.candidates[0].weight_type == "s8"
+
+
+def test_weight_type_is_refused_outside_integer_schemes(tmp_path):
+    raw = _base()
+    raw["quantization"]["candidates"][0] = {"name": "fp32-s8", "scheme": "fp32", "weight_type": "s8"}
+    with pytest.raises(BadInput, match="'weight_type' / 'reduce_range' are for dynamic-int8 and static-int8"):
         load_profile(_write(tmp_path, yaml.safe_dump(raw)))
 
 

@@ -162,6 +162,28 @@ def test_graph_optimisation_fuses_before_quantizing(teacher, data, work_dir):
     np.testing.assert_allclose(session.run(encode(ds.texts[:8])), plain.run(encode(ds.texts[:8])), atol=1e-4)
 
 
+def test_s8_candidate_stores_signed_7_bit_weights_where_the_preset_stores_u8(teacher, data, work_dir):
+    """weight_type s8 + reduce_range: ONNX Runtime's u8 x s8 kernels with weights in [-64, 64] (no int16 saturation
+    on AVX2); Optimum's avx2 preset alone stores u8 weights."""
+    from onnx import numpy_helper
+
+    ds, _ = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    logits = {}
+    for name in ("dynamic-int8-s8", "dynamic-int8"):
+        art = quantize(exported, candidate("x86-avx2", name), profile, None, [], work_dir)
+        graph = onnx.load(str(art.path / "model.onnx")).graph
+        matmul_weights = {node.input[1] for node in graph.node if node.op_type == "MatMulInteger"}
+        weights = [numpy_helper.to_array(t) for t in graph.initializer if t.name in matmul_weights]
+        assert weights and {w.dtype.name for w in weights} == {"int8" if name.endswith("s8") else "uint8"}
+        if name.endswith("s8"):
+            assert min(int(w.min()) for w in weights) >= -64 and max(int(w.max()) for w in weights) <= 64
+        session = backend(Runtime.ONNXRUNTIME).open_session(art.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+        logits[name] = session.run(TextEncoder(art.path / "tokenizer.json", 128, "right", session.input_names)(ds.texts[:32]))
+    assert (logits["dynamic-int8-s8"].argmax(-1) == logits["dynamic-int8"].argmax(-1)).mean() > 0.9
+
+
 def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
     ds, split = data
     from edgeft.calibration import load_recipe

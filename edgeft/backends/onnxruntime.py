@@ -14,7 +14,8 @@ from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
 MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
 SCHEMES = (Scheme.FP32, Scheme.DYNAMIC_INT8, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
 # Candidate options this backend implements (the others are refused before any work).
-OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operators", "exclude", "optimization")
+OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operators", "exclude", "optimization",
+           "weight_type", "reduce_range")
 # Schemes that take fewer of them: weight-only int8 has fixed symmetric blocks and may keep the classifier float.
 SCHEME_OPTIONS = {Scheme.WEIGHT_INT8: ("exclude",)}
 
@@ -107,6 +108,12 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
     qconfig = preset(is_static=static, per_channel=candidate.per_channel,
                      use_symmetric_weights=candidate.symmetric_weights,
                      use_symmetric_activations=candidate.symmetric_activations)
+    if candidate.weight_type:
+        from onnxruntime.quantization import QuantType
+
+        qconfig.weights_dtype = QuantType.QInt8 if candidate.weight_type == "s8" else QuantType.QUInt8
+    if candidate.reduce_range is not None:
+        qconfig.reduce_range = candidate.reduce_range
     excluded_ops = {op for part in candidate.exclude for op in EXCLUDED_OPS[part]}
     qconfig.operators_to_quantize = [op for op in (candidate.operators or qconfig.operators_to_quantize)
                                      if op not in excluded_ops]

@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.data import Split, TextDataset, stratified_subset
 from edgeft.metrics import accuracy
-from edgeft.profile import Student
+from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.scoring import sentence_logits
 from edgeft.stages.finetune import model_hash, resolve_device, save_model
 from edgeft.stages.student import make_student, parameter_count, prepare_student
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
@@ -105,11 +106,14 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
     dev_y = [index[data.labels[i]] for i in split.dev]
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
 
-    # A fine-tune artifact already knows its dev accuracy; any other teacher folder is measured here.
-    known_dev = teacher_art.manifest.get("metrics", {}).get("dev_accuracy")
-    outputs = teacher_outputs(teacher_art, teacher, encode, texts + ([] if known_dev else dev_texts), device, work_dir)
+    # The dev texts ride along: the accuracy of whatever produced the soft targets is recorded (an int8 teacher's
+    # beside the fp32 fine-tune's own).
+    precision = soft_target_precision(recipe, device)
+    outputs = teacher_outputs(teacher_art, teacher, encode, texts + dev_texts, precision, device, work_dir)
     soft = torch.from_numpy(outputs[: len(texts)])
-    teacher_dev = known_dev or accuracy(dev_y, outputs[len(texts):].argmax(-1))
+    soft_dev = accuracy(dev_y, outputs[len(texts):].argmax(-1))
+    known_dev = teacher_art.manifest.get("metrics", {}).get("dev_accuracy")  # a fine-tune artifact's own figure
+    teacher_dev = known_dev or (soft_dev if precision == "fp32" else None)
     if recipe.hidden_weight == 0:
         teacher.cpu()  # not needed during training: free the device's memory for the student
 
@@ -150,23 +154,59 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
             "student": {"layers": len(plan.layers), "teacher_layers": list(plan.layers), "copied": plan.copied,
                         "ffn": student.config.intermediate_size, "hidden_size": s_width,
                         "parameters": parameter_count(student), "teacher_parameters": parameter_count(teacher)},
-            "metrics": {**metrics, "teacher_dev_accuracy": teacher_dev},
+            "metrics": {**metrics, "teacher_dev_accuracy": teacher_dev, "soft_targets_dev_accuracy": soft_dev},
+            "soft_targets": precision,
             "teacher": {"path": str(teacher_art.path), "cache_key": teacher_art.manifest.get("cache_key")},
             "versions": library_versions("torch", "transformers")}
 
 
-def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: list[str], device: str,
-                    work_dir: Path) -> np.ndarray:
+def soft_target_precision(recipe: Student, device: str) -> str:
+    if recipe.teacher_outputs != "auto":
+        return recipe.teacher_outputs
+    return "fp32" if device == "cuda" else "int8"
+
+
+# The teacher's int8 copy for soft targets on a CPU: s8 weights with 7-bit range run the fast u8 x s8 kernels and
+# cannot saturate on any x86 CPU (see profile.Candidate.weight_type).
+TEACHER_INT8 = Candidate(name="teacher-int8", scheme=Scheme.DYNAMIC_INT8, per_channel=True, weight_type="s8",
+                         reduce_range=True)
+
+
+def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: list[str], precision: str,
+                    device: str, work_dir: Path) -> np.ndarray:
     """The teacher's logits on `texts`, computed once and cached: every student trained from this teacher on
-    these texts (another target, another student shape) reuses them."""
+    these texts (another target, another student shape) reuses them. fp32: PyTorch on `device`; int8: the teacher
+    exported with Optimum, parity-checked, quantized like TEACHER_INT8 and run by ONNX Runtime on every core."""
     key = {"teacher": teacher_art.manifest.get("cache_key") or model_hash(teacher_art.path),
-           "texts": sha256_json(texts), "max_length": encode.max_length,
-           "versions": library_versions("torch", "transformers")}
+           "texts": sha256_json(texts), "max_length": encode.max_length, "precision": precision,
+           "versions": library_versions("torch", "transformers", "onnxruntime")}
 
     def build(tmp: Path) -> dict[str, Any]:
-        console.print(f"  teacher outputs on {len(texts)} texts")
-        np.save(tmp / "logits.npy", torch_logits(teacher, encode, texts, device=device))
-        return {"kind": "teacher-outputs", "texts": len(texts), "device": device}
+        console.print(f"  teacher outputs on {len(texts)} texts ({precision})")
+        if precision == "fp32":
+            np.save(tmp / "logits.npy", torch_logits(teacher, encode, texts, device=device))
+            return {"kind": "teacher-outputs", "texts": len(texts), "precision": precision, "device": device}
+        import os
+        import shutil
+
+        from edgeft.backends import backend
+        from edgeft.profile import InputPolicy, Runtime
+        from edgeft.stages.export import check_parity
+
+        ort = backend(Runtime.ONNXRUNTIME)
+        fp32 = ort.export(teacher_art.path, tmp / "onnx")
+        parity = check_parity(teacher_art.path, fp32, Runtime.ONNXRUNTIME, InputPolicy(max_length=encode.max_length),
+                              texts[:8])
+        int8 = ort.quantize(tmp / "onnx", tmp / "int8", TEACHER_INT8, Isa.AVX2, None)
+        session = ort.open_session(int8, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
+        feed = TextEncoder(teacher_art.path / "tokenizer.json", encode.max_length, "right", session.input_names)
+        n_labels = len(teacher_art.manifest["labels"])
+        np.save(tmp / "logits.npy", sentence_logits(session.run, feed, texts, n_labels, batch_size=16))
+        shutil.rmtree(tmp / "onnx")
+        shutil.rmtree(tmp / "int8")
+        return {"kind": "teacher-outputs", "texts": len(texts), "precision": precision,
+                "runtime": f"onnxruntime {ort.runtime_version()}", "candidate": TEACHER_INT8.summary(),
+                "export_parity": parity}
 
     art = cached_stage(work_dir, "teacher-outputs", key, build)
     return np.load(art.path / "logits.npy", allow_pickle=False)
