@@ -21,8 +21,9 @@ from pathlib import Path
 from edgeft.artifact import read_manifest
 from edgeft.backends import backend
 from edgeft.profile import ModelFormat
-from edgeft.report_table import print_rows
+from edgeft.reports.tables import print_rows
 from edgeft.runtime import load
+from edgeft.runtime.sessions import open_session
 from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS
 from edgeft.runtime.samples import SAMPLES_FILE
@@ -41,7 +42,7 @@ def race(bundle_dir: Path, scratch: Path) -> dict:
         artifact = Path(row["artifact"])
         model = artifact / read_manifest(artifact)["model_file"]
         shipped_form = backend(bundle.runtime).convert(model, scratch / row["name"], ModelFormat(spec["format"]))
-        sessions[row["name"]] = backend(bundle.runtime).open_session(shipped_form, bundle.threads, TOKENIZER_OUTPUTS)
+        sessions[row["name"]] = open_session(bundle.runtime, shipped_form, bundle.threads, TOKENIZER_OUTPUTS)
     texts = [json.loads(line)["text"] for line in (bundle_dir / SAMPLES_FILE).read_text().splitlines()]
     feeds = [bundle.encode([t]) for t in texts]
     samples = interleaved_latency(sessions, feeds, ROUNDS, warmup=len(feeds))

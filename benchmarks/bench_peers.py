@@ -27,7 +27,7 @@ from rich.table import Table
 
 from edgeft.artifact import sha256_json
 from edgeft.backends.onnxruntime import OrtSession
-from edgeft.data import load_dataset, split_dataset
+from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import BudgetFailed
 from edgeft.metrics import classification_metrics
 from edgeft.pipeline import BuildRequest, build

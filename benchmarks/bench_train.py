@@ -410,8 +410,8 @@ def edgeft_accuracy(model_dir: Path, data, split, sizes: Sizes, device: str) -> 
 
 
 def accuracy_part(info: dict[str, Any], sizes: Sizes, work: Path) -> dict[str, Any]:
-    from edgeft.assets import packaged_model
-    from edgeft.data import Split, load_dataset, split_dataset, stratified_subset
+    from edgeft.data.assets import packaged_model
+    from edgeft.data.text import Split, load_dataset, split_dataset, stratified_subset
 
     device = info["device"]
     console.rule(f"[bold]Part 2: wall-clock to the same dev accuracy, {sizes.scale}")

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgeft.assets import DEFAULT_DATA, DEFAULT_MODEL, packaged_model
-from edgeft.data import load_dataset, split_dataset
+from edgeft.data.assets import DEFAULT_DATA, DEFAULT_MODEL, packaged_model
+from edgeft.data.text import load_dataset, split_dataset
 from edgeft.profile import Student
 from edgeft.stages.distill import DistillSpec, distill
 from edgeft.stages.finetune import FinetuneSpec, finetune

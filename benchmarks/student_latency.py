@@ -15,9 +15,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgeft.assets import DEFAULT_MODEL, packaged_model
+from edgeft.data.assets import DEFAULT_MODEL, packaged_model
 from edgeft.backends import onnxruntime as ort_backend
-from edgeft.data import load_dataset
+from edgeft.data.text import load_dataset
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder

@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeft import __version__
-from edgeft.artifact import check_output_folder, sha256_file, sha256_json
-from edgeft.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
-from edgeft.calibration import load_recipe, recipe_path
-from edgeft.data import load_dataset, split_dataset
 from pydantic import ValidationError
 
+from edgeft import __version__
+from edgeft.artifact import check_output_folder, sha256_file, sha256_json
+from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
+from edgeft.data.calibration import load_recipe, recipe_path
+from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
-from edgeft.report_table import print_selection
+from edgeft.reports.tables import print_selection
+from edgeft.runtime.scoring import Examples
 
 # What `edgeft build --task T` trains on when --data is not given.
 DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
@@ -98,7 +99,7 @@ def build(req: BuildRequest) -> BuildResult:
         check_tokenizer(model_dir / "tokenizer.json", profile)
     data_source = req.data or DEFAULT_TASK_DATA[req.task]
     if ner:
-        from edgeft.tagged_data import load_tagged, split_tagged
+        from edgeft.data.tagged import load_tagged, split_tagged
 
         data = load_tagged(data_source, req.encoding)
         split = split_tagged(data, req.seed)
@@ -163,7 +164,7 @@ def build(req: BuildRequest) -> BuildResult:
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
     index = {label: i for i, label in enumerate(labels)}
-    dev_examples = examples_of(data, split.dev, req.task)
+    dev_examples = Examples.of(data, split.dev, req.task)
     dev = None if ner else DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
     calib = {name: calibration_texts(data, split, recipe) for name, recipe in recipes.items()}
 
@@ -188,7 +189,7 @@ def build(req: BuildRequest) -> BuildResult:
     # The split lists the test texts class by class; a seeded shuffle makes every prefix of it (the bench texts, the
     # 64 samples a device checks itself on, the mobile reference texts) a fair mix. Metrics do not depend on order.
     test_order = random.Random(req.seed).sample(list(split.test), len(split.test))
-    test = examples_of(data, test_order, req.task)
+    test = Examples.of(data, test_order, req.task)
     bench_texts = test.texts[: max(64, profile.bench.runs)]
     references = [timed("evaluate teacher", fp32_report, "teacher fp32" if not ner else "fine-tuned fp32",
                         teacher.path, test, labels, profile.input, profile.threads, bench_texts,
@@ -309,15 +310,6 @@ def base_model_folder(model: Path | None) -> tuple[Path, str, str]:
         pkg = packaged_model(DEFAULT_MODEL)
         return pkg.path, pkg.name, pkg.licence
     return model, model.name, "as stated by the model's owner"
-
-
-def examples_of(data, indices: list[int], task: str):
-    """Labelled examples of `indices` in that order: texts + labels, or (NER) words + tags."""
-    from edgeft.runtime.scoring import Examples
-
-    if task == "ner":
-        return Examples.tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
-    return Examples(task, [data.texts[i] for i in indices], [data.labels[i] for i in indices])
 
 
 def _data_format(source: str, req: BuildRequest) -> dict[str, str]:

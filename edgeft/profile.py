@@ -1,7 +1,7 @@
 """Target profiles: one YAML file per device in `targets/`, loaded into a frozen, validated `TargetProfile`.
 
 Unknown keys and bad values are errors that name the file and the field; nothing is defaulted silently except
-the documented defaults below. Light on purpose (pydantic + yaml): the device-side runner imports it.
+the documented defaults below. Light on purpose (pydantic + yaml): `edgeft gate` and `edgeft targets` import it; the device runtime does not.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgeft.errors import BadInput
 from edgeft.resources import list_resource_files, resource_dir
-
-
-class Runtime(str, Enum):
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
+from edgeft.runtime.sessions import Runtime  # the runtime owns the name; profiles choose one
 
 
 class ModelFormat(str, Enum):

@@ -19,9 +19,9 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def runtime_requirements(runtime: Runtime, fmt: ModelFormat, model_file: Path) -> dict[str, Any]:
-    from edgeft.backends import backend
+    from edgeft.runtime.sessions import runtime_version
 
-    built_with = backend(runtime).runtime_version()
+    built_with = runtime_version(runtime)
     if fmt is ModelFormat.OPENVINO_IR:
         # IR v11 is read by every OpenVINO since 2022.1; the writer's version is the one proven here.
         return {"runtime": "openvino", "min_runtime_version": "2022.1", "built_with": built_with, "ir": "v11"}

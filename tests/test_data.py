@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeft.data import load_dataset, split_dataset, stratified_subset
+from edgeft.data.text import load_dataset, split_dataset, stratified_subset
 from edgeft.errors import BadInput
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import TINY_TRAINING, run_edgeft, tiny_build_args
-from edgeft.data import load_dataset, split_dataset
+from edgeft.data.text import load_dataset, split_dataset
 from edgeft.profile import Student
 from edgeft.stages.distill import IGNORE, distillation_loss, hidden_state_loss
 from edgeft.stages.finetune import FinetuneSpec, finetune

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 import pytest
 
 from conftest import run_edgeft
-from edgeft.gate import LATENCY_CEILING, LATENCY_FLOOR, gate, read_bench
+from edgeft.gating.gate import LATENCY_CEILING, LATENCY_FLOOR, gate, read_bench
 from edgeft.profile import Budgets
 
 

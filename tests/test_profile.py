@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from edgeft.calibration import load_recipe
+from edgeft.data.calibration import load_recipe
 from edgeft.errors import BadInput
 from edgeft.profile import TargetProfile, available_targets, load_profile, targets_dir
 from edgeft.resources import list_resource_files

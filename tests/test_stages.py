@@ -8,10 +8,11 @@ import pytest
 
 from edgeft.artifact import Artifact
 from edgeft.backends import backend
-from edgeft.data import load_dataset, split_dataset
+from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime, load_profile
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import open_session
 from edgeft.stages import export as export_stage
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.training import length_grouped_batches
@@ -61,7 +62,7 @@ def test_export_matches_pytorch(teacher, data, work_dir, runtime):
     exported = export_stage.export(teacher, runtime, InputPolicy(), texts, work_dir)
     assert exported.manifest["parity"]["max_abs_diff"] < 1e-4
     # Independently of the stage's own check: torch vs the runtime on the same encoded batch.
-    session = backend(runtime).open_session(exported.path / exported.manifest["model_file"], 1, TOKENIZER_OUTPUTS)
+    session = open_session(runtime, exported.path / exported.manifest["model_file"], 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(teacher.path / "tokenizer.json", 128, "right", session.input_names)
     reference = torch_logits(load_classifier(teacher.path), encode, texts[:8])
     np.testing.assert_allclose(session.run(encode(texts[:8])), reference, atol=1e-4)
@@ -95,7 +96,7 @@ def test_excluded_parts_stay_fp32(teacher, data, work_dir):
     """exclude: [embeddings] keeps the embedding tables float; [classifier] keeps the pooler and classifier float
     even where the operator list (the static preset's, which includes Gemm) would quantize them."""
     from edgeft.backends.onnxruntime import classifier_nodes
-    from edgeft.calibration import load_recipe
+    from edgeft.data.calibration import load_recipe
     from edgeft.profile import Candidate
     from edgeft.stages.quantize import calibration_texts
 
@@ -143,7 +144,7 @@ def test_onnxruntime_weight_only_int8_stores_int8_weight_blocks_and_keeps_activa
     assert (weight.path / "model.onnx").stat().st_size < (exported.path / "model.onnx").stat().st_size
     logits = []
     for folder in (exported.path, weight.path):
-        session = ort_backend.open_session(folder / "model.onnx", 1, TOKENIZER_OUTPUTS)
+        session = open_session(Runtime.ONNXRUNTIME, folder / "model.onnx", 1, TOKENIZER_OUTPUTS)
         encode = TextEncoder(folder / "tokenizer.json", 128, "right", session.input_names)
         logits.append(session.run(encode(ds.texts[:32])))
     assert np.abs(logits[0] - logits[1]).max() < 0.05
@@ -156,8 +157,8 @@ def test_graph_optimisation_fuses_before_quantizing(teacher, data, work_dir):
     fused = quantize(exported, candidate("x86-avx2", "fp32-fused"), profile, None, [], work_dir)
     ops = _ops(fused.path / "model.onnx")
     assert "SkipLayerNormalization" in ops and not {"MatMulInteger", "QuantizeLinear"} & ops
-    plain = backend(Runtime.ONNXRUNTIME).open_session(exported.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
-    session = backend(Runtime.ONNXRUNTIME).open_session(fused.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    plain = open_session(Runtime.ONNXRUNTIME, exported.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    session = open_session(Runtime.ONNXRUNTIME, fused.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(exported.path / "tokenizer.json", 128, "right", session.input_names)
     np.testing.assert_allclose(session.run(encode(ds.texts[:8])), plain.run(encode(ds.texts[:8])), atol=1e-4)
 
@@ -179,14 +180,14 @@ def test_s8_candidate_stores_signed_7_bit_weights_where_the_preset_stores_u8(tea
         assert weights and {w.dtype.name for w in weights} == {"int8" if name.endswith("s8") else "uint8"}
         if name.endswith("s8"):
             assert min(int(w.min()) for w in weights) >= -64 and max(int(w.max()) for w in weights) <= 64
-        session = backend(Runtime.ONNXRUNTIME).open_session(art.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+        session = open_session(Runtime.ONNXRUNTIME, art.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
         logits[name] = session.run(TextEncoder(art.path / "tokenizer.json", 128, "right", session.input_names)(ds.texts[:32]))
     assert (logits["dynamic-int8-s8"].argmax(-1) == logits["dynamic-int8"].argmax(-1)).mean() > 0.9
 
 
 def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
     ds, split = data
-    from edgeft.calibration import load_recipe
+    from edgeft.data.calibration import load_recipe
     from edgeft.stages.quantize import calibration_texts
 
     profile = load_profile("x86-avx512-vnni")
@@ -200,7 +201,7 @@ def test_static_int8_is_qdq_with_calibration(teacher, data, work_dir):
 
 def test_openvino_nncf_int8_inserts_fake_quantize(teacher, data, work_dir):
     ds, split = data
-    from edgeft.calibration import load_recipe
+    from edgeft.data.calibration import load_recipe
     from edgeft.stages.quantize import calibration_texts
 
     profile = load_profile("openvino-cpu")
@@ -223,7 +224,7 @@ def test_openvino_weight_only_int8_stores_int8_weights_and_no_fake_quantize(teac
 
 def test_openvino_accuracy_control_validates_on_dev_texts(teacher, data, work_dir):
     ds, split = data
-    from edgeft.calibration import load_recipe
+    from edgeft.data.calibration import load_recipe
     from edgeft.stages.quantize import DevSplit, calibration_texts
 
     profile = load_profile("openvino-cpu")

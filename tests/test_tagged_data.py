@@ -9,7 +9,7 @@ import json
 import pytest
 
 from edgeft.errors import BadInput
-from edgeft.tagged_data import TaggedDataset, load_tagged, split_tagged
+from edgeft.data.tagged import TaggedDataset, load_tagged, split_tagged
 
 SENTENCES = [
     (["Alice", "visited", "New", "York", "."], ["B-person", "O", "B-geo-loc", "I-geo-loc", "O"]),

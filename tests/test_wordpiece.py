@@ -25,7 +25,7 @@ LENGTHS_AND_SIDES = [(128, "right"), (128, "left"), (64, "right"), (64, "left")]
 
 
 def minilm_tokenizer_json() -> Path:
-    from edgeft.assets import packaged_model
+    from edgeft.data.assets import packaged_model
 
     return packaged_model("all-MiniLM-L6-v2").path / "tokenizer.json"
 
@@ -85,7 +85,7 @@ def test_edge_cases_match_tokenizers_on_all_minilm(max_length, truncation):
 @pytest.mark.real
 @pytest.mark.parametrize("max_length,truncation", LENGTHS_AND_SIDES)
 def test_packaged_tweets_match_tokenizers_on_all_minilm(max_length, truncation):
-    from edgeft.data import load_dataset
+    from edgeft.data.text import load_dataset
 
     texts = load_dataset("packaged:tweets").texts[:2000]
     assert len(texts) == 2000

@@ -1,8 +1,8 @@
 """The one place that maps a runtime to the code that serves it.
 
-Each backend module offers the same functions: `open_session` (device side: numpy in, logits out; imports only its
-runtime) and `export` / `quantize` (build side: they import Optimum and friends inside the call). Callers ask
-`backend(runtime)` and never branch on the runtime themselves.
+The build half of each runtime: `export`, `quantize` and `convert` (they import Optimum and friends inside the call).
+The device half (opening a session) is the runtime's own, in edgeft.runtime.sessions, which imports nothing from
+here. Callers ask `backend(runtime)` and never branch on the runtime themselves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from edgeft.profile import Runtime
+from edgeft.runtime.sessions import Runtime
 
 _MODULES = {Runtime.ONNXRUNTIME: "edgeft.backends.onnxruntime", Runtime.OPENVINO: "edgeft.backends.openvino"}
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime: sessions for .onnx / .ort files, Optimum export, and quantization with Optimum's ORTQuantizer."""
+"""ONNX Runtime, build side: Optimum export, quantization with Optimum's ORTQuantizer, .ort conversion. Sessions are
+the runtime's (edgeft.runtime.sessions)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.backends.session import Validation, check_inputs
+from edgeft.backends.validation import Validation
 from edgeft.errors import MissingBackend, StageFailed
 from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
 
@@ -20,42 +21,7 @@ OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operato
 SCHEME_OPTIONS = {Scheme.WEIGHT_INT8: ("exclude",)}
 
 
-class OrtSession:
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Benchmarks on shared machines: spinning worker threads steal the other core's time.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads == 1 else "1")
-        if path.suffix == ".ort":
-            # A .ort file was saved with its optimisations applied; re-applying them at load fails (STACK.md trap 8).
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise StageFailed(f"onnxruntime {ort.__version__} cannot load {path}: {exc}") from None
-        self.input_names = tuple(i.name for i in self._session.get_inputs())
-        self._output = self._session.get_outputs()[0].name
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self._session.run([self._output], feeds)[0]
-
-
-def open_session(path: Path, threads: int, provided: tuple[str, ...]) -> OrtSession:
-    session = OrtSession(path, threads)
-    check_inputs(path.name, session.input_names, provided)
-    return session
-
-
-def runtime_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
-
-
-# ---- build side: everything below imports Optimum inside the call ----
+# Everything below imports Optimum inside the call: importing this module stays cheap.
 
 def _optimum_ort():
     try:

@@ -1,4 +1,5 @@
-"""OpenVINO: compiled CPU models from IR, Optimum-Intel export, and NNCF post-training quantization."""
+"""OpenVINO, build side: Optimum-Intel export and NNCF post-training quantization. Sessions (compiled CPU models) are
+the runtime's (edgeft.runtime.sessions)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.backends.session import Validation, check_inputs
+from edgeft.backends.validation import Validation
 from edgeft.errors import MissingBackend, StageFailed
+from edgeft.runtime.openvino_session import openvino_module
 from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
 
 MODEL_FILES = {ModelFormat.OPENVINO_IR: "openvino_model.xml"}
@@ -16,46 +18,6 @@ SCHEMES = (Scheme.FP32, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
 # Candidate options this backend implements. NNCF's int8 weights are always symmetric and per-channel.
 OPTIONS = ("symmetric_activations", "exclude", "accuracy_control")
 
-
-def _openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise MissingBackend("openvino", "openvino") from None
-    return openvino
-
-
-class OvSession:
-    def __init__(self, path: Path, threads: int) -> None:
-        ov = _openvino()
-        core = ov.Core()
-        try:
-            model = core.read_model(str(path))
-            # LATENCY: one stream, the batch-1 case an app or a CI gate measures. f32 precision: on CPUs with
-            # bf16 units the plugin would otherwise run an fp32 IR in bf16, so accuracy would depend on the device.
-            self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                               "PERFORMANCE_HINT": "LATENCY",
-                                                               "INFERENCE_PRECISION_HINT": "f32"})
-        except Exception as exc:  # openvino raises RuntimeError subclasses without a stable type
-            raise StageFailed(f"openvino {ov.__version__} cannot compile {path}: {exc}") from None
-        self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)
-        self._request = self._compiled.create_infer_request()
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self._request.infer(feeds)[0].copy()
-
-
-def open_session(path: Path, threads: int, provided: tuple[str, ...]) -> OvSession:
-    session = OvSession(path, threads)
-    check_inputs(path.name, session.input_names, provided)
-    return session
-
-
-def runtime_version() -> str:
-    return _openvino().__version__
-
-
-# ---- build side ----
 
 def export(hf_dir: Path, out: Path, task: str = "classification") -> Path:
     """Optimum-Intel's OpenVINO export: out/openvino_model.xml + .bin + config.json, weights kept in fp32."""
@@ -86,7 +48,7 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
              validation: Validation | None = None) -> Path:
     """NNCF on src/openvino_model.xml: post-training int8 (transformer preset, weights per-channel, optionally
     accuracy-controlled on the dev split), weight-only int8 compression, or a plain copy for fp32."""
-    ov = _openvino()
+    ov = openvino_module()
     del isa  # the CPU plugin picks its int8 kernels for the CPU it runs on
     out.mkdir(parents=True, exist_ok=True)
     source = src / MODEL_FILES[ModelFormat.OPENVINO_IR]

@@ -52,7 +52,7 @@ def build(
     from edgeft.errors import BadInput
     from edgeft.pipeline import BuildRequest
     from edgeft.pipeline import build as run_build
-    from edgeft.report_table import print_build_summary
+    from edgeft.reports.tables import print_build_summary
 
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")

@@ -40,7 +40,7 @@ def distill(
 ) -> None:
     """Distil a fine-tuned teacher into a smaller, faster student (soft targets + hard labels)."""
     from edgeft.artifact import check_output_folder
-    from edgeft.data import load_dataset, split_dataset
+    from edgeft.data.text import load_dataset, split_dataset
     from edgeft.errors import BadInput
     from edgeft.pipeline import parse_student, read_extra_text
     from edgeft.stages.distill import distill_folder

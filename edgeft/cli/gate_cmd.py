@@ -24,8 +24,8 @@ def gate(
     """Check bench results against the profile's budgets and a baseline, with a noise-aware latency tolerance."""
     from edgeft.artifact import atomic_file_write
     from edgeft.errors import BadInput, BudgetFailed
-    from edgeft.gate import budgets_for, gate as run_gate, junit, markdown, read_bench
-    from edgeft.report_table import print_gate
+    from edgeft.gating.gate import budgets_for, gate as run_gate, junit, markdown, read_bench
+    from edgeft.reports.tables import print_gate
 
     if update_baseline and baseline is None:
         raise BadInput("--update-baseline needs --baseline PATH (where the new baseline is written)")

@@ -79,7 +79,7 @@ def bench(
         return
     from edgeft import runtime
     from edgeft.artifact import atomic_file_write
-    from edgeft.report_table import print_bench
+    from edgeft.reports.tables import print_bench
     from edgeft.runtime.bench import bench as run_bench
     from edgeft.runtime.bundle import manifest_digest
     from edgeft.runtime.samples import bench_texts
@@ -131,9 +131,10 @@ def _pin(cores: str) -> list[int]:
 
 def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | None, options: dict) -> None:
     from edgeft.artifact import atomic_file_write
-    from edgeft.devices import bench_on_qemu_arm64, bench_over_ssh
+    from edgeft.devices.qemu import bench_on_qemu_arm64
+    from edgeft.devices.ssh import bench_over_ssh
     from edgeft.errors import BadInput
-    from edgeft.report_table import print_bench
+    from edgeft.reports.tables import print_bench
     from edgeft.runtime.bundle import load
 
     loaded = load(bundle)  # verify the bundle here first: a tampered one never travels
@@ -175,7 +176,7 @@ def report(
 ) -> None:
     """One self-contained HTML page: targets side by side, candidate tables, latency histograms, accuracy vs latency."""
     from edgeft.artifact import atomic_file_write
-    from edgeft.html_report import read_bundle_report, render
+    from edgeft.reports.html import read_bundle_report, render
 
     page = render({str(b): read_bundle_report(b) for b in bundles})
     atomic_file_write(out, page)

@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 
 from edgeft.artifact import hash_tree, read_manifest
-from edgeft.backends import backend
 from edgeft.errors import BadInput
 from edgeft.metrics import softmax
-from edgeft.profile import Runtime
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.scoring import Examples, score, sentence_logits
+from edgeft.runtime.sessions import Runtime, open_session
 from edgeft.runtime.tagging import Span
 
 BUNDLE_FORMAT_VERSION = 1
@@ -43,7 +42,7 @@ class Bundle:
         self.labels: list[str] = list(spec["labels"])
         self.max_length: int = spec["input"]["max_length"]
         self.threads: int = threads or spec["threads"]
-        self.session = backend(self.runtime).open_session(path / spec["model_file"], self.threads, TOKENIZER_OUTPUTS)
+        self.session = open_session(self.runtime, path / spec["model_file"], self.threads, TOKENIZER_OUTPUTS)
         # The graph's own input names decide what is fed; manifest "model_inputs" records them for app authors.
         self.encoder = TextEncoder(path / spec["tokenizer_file"], self.max_length, spec["input"]["truncation"],
                                    self.session.input_names)

@@ -16,12 +16,12 @@ def bench_texts(bundle: Bundle, data: str | None, text_column: str, label_column
     """The texts to time and the labelled examples to score (NER: words + tags; the texts are the words joined)."""
     if data is not None:
         if bundle.task == "ner":
-            from edgeft.tagged_data import load_tagged
+            from edgeft.data.tagged import load_tagged
 
             tagged = load_tagged(data, encoding)
             examples = Examples.tagged(tagged.sentences, tagged.tags)
         else:
-            from edgeft.data import load_dataset
+            from edgeft.data.text import load_dataset
 
             ds = load_dataset(data, text_column, label_column, encoding)
             examples = Examples("classification", ds.texts, ds.labels)

@@ -42,6 +42,13 @@ class Examples:
     def tagged(cls, words: list[list[str]], tags: list[list[str]]) -> Examples:
         return cls("ner", [" ".join(w) for w in words], [], words, tags)
 
+    @classmethod
+    def of(cls, data, indices: list[int], task: str) -> Examples:
+        """The rows `indices` of a loaded data set, in that order: texts + labels, or (NER) words + tags."""
+        if task == "ner":
+            return cls.tagged([data.sentences[i] for i in indices], [data.tags[i] for i in indices])
+        return cls(task, [data.texts[i] for i in indices], [data.labels[i] for i in indices])
+
 
 def score(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEncoder, examples: Examples,
           labels: list[str], batch_size: int = 32) -> dict:

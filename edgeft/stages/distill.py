@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
-from edgeft.data import Split, TextDataset, stratified_subset
+from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.metrics import accuracy
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
@@ -191,6 +191,7 @@ def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: 
 
         from edgeft.backends import backend
         from edgeft.profile import InputPolicy, Runtime
+        from edgeft.runtime.sessions import open_session, runtime_version
         from edgeft.stages.export import check_parity
 
         ort = backend(Runtime.ONNXRUNTIME)
@@ -198,14 +199,14 @@ def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: 
         parity = check_parity(teacher_art.path, fp32, Runtime.ONNXRUNTIME, InputPolicy(max_length=encode.max_length),
                               texts[:8])
         int8 = ort.quantize(tmp / "onnx", tmp / "int8", TEACHER_INT8, Isa.AVX2, None)
-        session = ort.open_session(int8, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
+        session = open_session(Runtime.ONNXRUNTIME, int8, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
         feed = TextEncoder(teacher_art.path / "tokenizer.json", encode.max_length, "right", session.input_names)
         n_labels = len(teacher_art.manifest["labels"])
         np.save(tmp / "logits.npy", sentence_logits(session.run, feed, texts, n_labels, batch_size=16))
         shutil.rmtree(tmp / "onnx")
         shutil.rmtree(tmp / "int8")
         return {"kind": "teacher-outputs", "texts": len(texts), "precision": precision,
-                "runtime": f"onnxruntime {ort.runtime_version()}", "candidate": TEACHER_INT8.summary(),
+                "runtime": f"onnxruntime {runtime_version(Runtime.ONNXRUNTIME)}", "candidate": TEACHER_INT8.summary(),
                 "export_parity": parity}
 
     art = cached_stage(work_dir, "teacher-outputs", key, build)
@@ -244,7 +245,7 @@ def distill_folder(teacher_dir: Path, data: TextDataset, split: Split, student: 
     from edgeft.artifact import atomic_folder, read_manifest, write_manifest
     from edgeft.errors import BadInput
     from edgeft.metrics import classification_metrics
-    from edgeft.report_table import print_rows
+    from edgeft.reports.tables import print_rows
 
     teacher = open_teacher(teacher_dir)
     if sorted(teacher.manifest["labels"]) != data.label_names:

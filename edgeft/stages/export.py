@@ -13,6 +13,7 @@ from edgeft.backends import backend
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import open_session
 from edgeft.stages.torch_model import TOKENIZER_FILES, load_classifier, torch_runner
 
 # fp32 graphs match PyTorch to ~1e-5 on these models; 1e-3 leaves room for fused kernels, not for a wrong graph.
@@ -43,7 +44,7 @@ def check_parity(hf_dir: Path, model_file: Path, runtime: Runtime, policy: Input
                  texts: list[str], task: str = "classification") -> dict[str, Any]:
     """Max |logit difference| between PyTorch and the exported graph on the same encoded texts (token tasks: on
     every real token, padding left out)."""
-    session = backend(runtime).open_session(model_file, 1, TOKENIZER_OUTPUTS)
+    session = open_session(runtime, model_file, 1, TOKENIZER_OUTPUTS)
     encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, session.input_names)
     reference = torch_runner(load_classifier(hf_dir, task=task))
     diffs, agree = [], []

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_file, stage_key
-from edgeft.data import Split, TextDataset, stratified_subset
+from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.errors import BadInput
 from edgeft.metrics import accuracy
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder

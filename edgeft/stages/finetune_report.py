@@ -15,11 +15,11 @@ from edgeft.stages.training import Workers
 def load_task_data(task: str, source: str, text_column: str, label_column: str, encoding: str, seed: int):
     """(data, split) of either task, split exactly as `edgeft build` splits it."""
     if task == "ner":
-        from edgeft.tagged_data import load_tagged, split_tagged
+        from edgeft.data.tagged import load_tagged, split_tagged
 
         data = load_tagged(source, encoding)
         return data, split_tagged(data, seed)
-    from edgeft.data import load_dataset, split_dataset
+    from edgeft.data.text import load_dataset, split_dataset
 
     data = load_dataset(source, text_column, label_column, encoding)
     return data, split_dataset(data, seed)
@@ -27,7 +27,7 @@ def load_task_data(task: str, source: str, text_column: str, label_column: str, 
 
 def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, work_dir: Path,
                  grid: dict[str, list[str]] | None, time_budget: float | None, text_column: str, label_column: str, encoding: str) -> Artifact | None:
-    from edgeft.pipeline import examples_of
+    from edgeft.runtime.scoring import Examples
     from edgeft.progress import console
 
     data, split = load_task_data(spec.task, source, text_column, label_column, encoding, spec.seed)
@@ -50,7 +50,7 @@ def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, wo
         art = finetune(model_dir, data, split, spec, work_dir)
     if not workers.main:
         return None
-    test = examples_of(data, list(split.test), spec.task)
+    test = Examples.of(data, list(split.test), spec.task)
     metrics = test_metrics(art, test, spec)
     with atomic_folder(out) as tmp:
         shutil.copytree(art.path, tmp, dirs_exist_ok=True)
@@ -80,7 +80,7 @@ def print_report(out: Path, art: Artifact, metrics: dict[str, Any], trials: list
                  spec: FinetuneSpec) -> None:
     from rich.table import Table
 
-    from edgeft.report_table import _console
+    from edgeft.reports.tables import _console
 
     console = _console()
     train = art.manifest["metrics"]

@@ -14,10 +14,10 @@ import numpy as np
 
 from edgeft.artifact import Artifact, atomic_folder, library_versions, write_manifest
 from edgeft.backends import backend
-from edgeft.budgets import check_budgets
+from edgeft.gating.budgets import check_budgets
 from edgeft.metrics import softmax
-from edgeft.html_report import render as render_html
-from edgeft.model_card import model_card
+from edgeft.reports.html import render as render_html
+from edgeft.reports.model_card import model_card
 from edgeft.profile import ModelFormat, Runtime, TargetProfile
 from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench

@@ -11,12 +11,13 @@ import numpy as np
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.backends import backend
-from edgeft.calibration import CalibrationRecipe
-from edgeft.data import TextDataset, Split, stratified_subset
+from edgeft.data.calibration import CalibrationRecipe
+from edgeft.data.text import TextDataset, Split, stratified_subset
 from edgeft.errors import BadInput
-from edgeft.backends.session import Validation
+from edgeft.backends.validation import Validation
 from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import open_session
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
@@ -78,7 +79,7 @@ def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, r
         calibration, validation = None, None
         if recipe is not None:
             src_file = exported.path / exported.manifest["model_file"]
-            session = backend(runtime).open_session(src_file, 1, TOKENIZER_OUTPUTS)
+            session = open_session(runtime, src_file, 1, TOKENIZER_OUTPUTS)
             encode = TextEncoder(exported.path / "tokenizer.json", profile.input.max_length, profile.input.truncation,
                                  session.input_names)
             # One text per sample, unpadded: ranges then come from real token positions only.

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeft.artifact import Artifact
-from edgeft.data import Split
+from edgeft.data.text import Split
 from edgeft.errors import BadInput
 from edgeft.profile import describe_validation_error
 from edgeft.progress import console

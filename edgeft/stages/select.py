@@ -27,12 +27,12 @@ import numpy as np
 
 from edgeft.artifact import Artifact
 from edgeft.backends import backend
-from edgeft.backends.session import Session
 from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
 from edgeft.progress import console
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples, example_stats, headline_of_sums, metrics_of, predict
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import Session, open_session
 from edgeft.stages.package import model_files, target_hardware_present
 
 # Latency race: this many dev texts, each timed this many times per candidate (after one warm-up pass over all).
@@ -75,7 +75,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             shipped = backend(runtime).convert(artifact.path / artifact.manifest["model_file"], Path(tmp) / name,
                                                profile.format)
             # Accuracy does not depend on the thread count, so it uses every core; latency uses the profile's.
-            scorer = backend(runtime).open_session(shipped, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
+            scorer = open_session(runtime, shipped, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
             encode = TextEncoder(artifact.path / "tokenizer.json", profile.input.max_length,
                                  profile.input.truncation, scorer.input_names)
             t0 = time.perf_counter()
@@ -85,7 +85,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             del scorer
             console.print(f"  {name}: dev {PRIMARY_NAME[task]} {metrics[metric]:.4f} ({time.perf_counter() - t0:.1f} s)")
             if timed:
-                sessions[name] = (backend(runtime).open_session(shipped, profile.threads, TOKENIZER_OUTPUTS), encode)
+                sessions[name] = (open_session(runtime, shipped, profile.threads, TOKENIZER_OUTPUTS), encode)
             rows[name] = {**_describe(candidate, artifact), "metric": PRIMARY_NAME[task], "dev_score": metrics[metric],
                           "dev_macro_f1": metrics["macro_f1"],
                           "size_mb": sum(f.stat().st_size for f in model_files(shipped.parent, shipped)) / 2**20}

@@ -42,7 +42,7 @@ def materialize_student(student: Student, work_dir: Path) -> Student:
     if student.model is None or not student.model.startswith("packaged:"):
         return student
     from edgeft.artifact import cached_stage, sha256_file
-    from edgeft.assets import DEFAULT_MODEL, packaged_model
+    from edgeft.data.assets import DEFAULT_MODEL, packaged_model
     from edgeft.stages import onnx_bert
 
     pkg = packaged_model(student.model.removeprefix("packaged:"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeft.profile import TargetProfile
-from edgeft.report_table import selection_rows
+from edgeft.reports.tables import selection_rows
 
 
 def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any], spec: dict[str, Any],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.assets import PackagedData, packaged_data
+from edgeft.data.assets import PackagedData, packaged_data
 from edgeft.errors import BadInput
 
 TABULAR_SUFFIXES = {".csv": ",", ".tsv": "\t"}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.assets import DATASETS, packaged_data
-from edgeft.data import Split, decode, read_bytes
+from edgeft.data.assets import DATASETS, packaged_data
+from edgeft.data.text import Split, decode, read_bytes
 from edgeft.errors import BadInput
 
 CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".bio", ".iob")

@@ -1,16 +1,15 @@
-"""Where `edgeft bench` runs: here (`local`), on a machine reached over SSH (`ssh://user@host[:port]`), or on the
-emulated aarch64 runtime (`qemu-arm64`, predictions and accuracy only).
+"""A device reached over SSH (`ssh://user@host[:port]`): copy bundles there, install the runtime if needed, run
+`edgeft bench` (or `edgeft race`) there and pull the JSON back.
 
-The SSH device uses the system's `ssh` and `scp` (the process boundary, so your ~/.ssh/config, agent and keys apply;
-extra options go in EDGEFT_SSH_OPTIONS). It copies the bundle, and a wheel of edgeft's base install when the device
-lacks edgeft or has another version, runs `edgeft bench` there and pulls the JSON back. Nothing here imports torch.
+It uses the system's `ssh` and `scp` (the process boundary, so your ~/.ssh/config, agent and keys apply; extra
+options go in EDGEFT_SSH_OPTIONS). A wheel of edgeft's base install is copied when the device lacks edgeft or has
+another version. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -51,24 +50,13 @@ class SshDevice:
         done = subprocess.run([*self._base("scp"), "-q", "-r", str(local), f"{self.target}:{remote}"],
                               capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
-            raise StageFailed(f"scp of {local} to {self.target}:{remote} failed: {_last_line(done.stderr)}")
+            raise StageFailed(f"scp of {local} to {self.target}:{remote} failed: {last_line(done.stderr)}")
 
     def copy_from(self, remote: str, local: Path) -> None:
         done = subprocess.run([*self._base("scp"), "-q", f"{self.target}:{remote}", str(local)],
                               capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            raise StageFailed(f"scp of {self.target}:{remote} back failed: {_last_line(done.stderr)}")
-
-
-def parse_device(spec: str) -> str | SshDevice:
-    """'local', 'qemu-arm64' or an SshDevice; anything else is BadInput with the accepted forms."""
-    if spec in ("local", "qemu-arm64"):
-        return spec
-    match = re.fullmatch(r"ssh://(?:([^@/:]+)@)?([^@/:]+)(?::(\d+))?/?", spec)
-    if not match:
-        raise BadInput(f"--device '{spec}' is not local, qemu-arm64 or ssh://user@host[:port]")
-    user, host, port = match.groups()
-    return SshDevice(user, host, int(port or 22))
+            raise StageFailed(f"scp of {self.target}:{remote} back failed: {last_line(done.stderr)}")
 
 
 def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_args: list[str]) -> dict[str, Any]:
@@ -77,7 +65,7 @@ def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_arg
                        timeout=SSH_TIMEOUT_S + 10)
     if probe.returncode != 0 or "edgeft-ok" not in probe.stdout:
         raise DeviceUnreachable(f"cannot reach {device.target} port {device.port} over ssh: "
-                                f"{_last_line(probe.stderr) or 'no answer'}")
+                                f"{last_line(probe.stderr) or 'no answer'}")
     machine = probe.stdout.split()[1] if len(probe.stdout.split()) > 1 else "?"
     home = runner_dir()
     edgeft = f"{home}/venv/bin/edgeft"
@@ -101,9 +89,9 @@ def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_arg
     command = " ".join(shlex.quote(a) for a in [*remote_data, *bench_args])
     done = device.run(f"{edgeft} bench {remote_bundle} --json {remote_json} {command}")
     if done.returncode == 2:
-        raise BadInput(f"on {device.target}: {_last_line(done.stderr)}")
+        raise BadInput(f"on {device.target}: {last_line(done.stderr)}")
     if done.returncode != 0:
-        raise StageFailed(f"edgeft bench failed on {device.target}: {_last_line(done.stderr)}")
+        raise StageFailed(f"edgeft bench failed on {device.target}: {last_line(done.stderr)}")
     with tempfile.TemporaryDirectory() as tmp:
         device.copy_from(remote_json, Path(tmp) / "bench.json")
         result = json.loads((Path(tmp) / "bench.json").read_text(encoding="utf-8"))
@@ -125,62 +113,23 @@ def _install_runner(device: SshDevice, home: str) -> None:
     install = f"python3 -m venv {home}/venv && {home}/venv/bin/pip install -q --upgrade {home}/wheels/{wheel.name}"
     done = device.run(install)
     if done.returncode != 0:
-        raise StageFailed(f"installing edgeft on {device.target} failed: {_last_line(done.stderr)}; the device "
+        raise StageFailed(f"installing edgeft on {device.target} failed: {last_line(done.stderr)}; the device "
                           f"needs python3 with venv and pip access to PyPI (or a mirror) for the runtime set")
 
 
 def _wheel(out: Path) -> Path:
     """This installation's own wheel: from the source tree when running from one, else from a dist/ beside it."""
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # edgeft/devices/ssh.py -> the source tree
     if (source / "pyproject.toml").is_file():
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
                               capture_output=True, text=True)
         if done.returncode == 0:
             return next(out.glob("edgeft-*.whl"))
-        raise StageFailed(f"could not build edgeft's wheel for the device: {_last_line(done.stderr)}")
+        raise StageFailed(f"could not build edgeft's wheel for the device: {last_line(done.stderr)}")
     raise StageFailed("this edgeft was not installed from a source tree, so it cannot build the wheel to copy to the "
                       "device; install edgeft on the device yourself (pip install edgeft) and run again")
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [l for l in text.strip().splitlines() if l.strip()]
     return lines[-1] if lines else ""
-
-
-# Runs inside the emulated aarch64 python: the bundle's held-out samples, batch 1 (dynamic int8 scales depend on
-# batching), accuracy and agreement with the build's own predictions. No timing: emulated latency is not a device's.
-_QEMU_SCRIPT = """
-import json, platform, sys
-import onnxruntime
-import edgeft.runtime
-from edgeft.metrics import classification_metrics
-from edgeft.runtime.samples import SAMPLES_FILE
-bundle = edgeft.runtime.load(sys.argv[1])
-rows = [json.loads(l) for l in (bundle.path / SAMPLES_FILE).read_text(encoding="utf-8").splitlines() if l.strip()]
-predicted = bundle.logits([r["text"] for r in rows], batch_size=1).argmax(-1).tolist()
-index = {label: i for i, label in enumerate(bundle.labels)}
-metrics = classification_metrics([index[r["label"]] for r in rows], predicted, bundle.labels)
-agree = sum(bundle.labels[p] == r["predicted"] for p, r in zip(predicted, rows)) / len(rows)
-print(json.dumps({"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "metrics": metrics,
-                  "agreement_with_build": agree, "texts": len(rows), "target": bundle.target}))
-"""
-
-
-def bench_on_qemu_arm64(bundle: Path) -> dict[str, Any]:
-    """Predictions and accuracy of the bundle on the emulated aarch64 runtime (make arm64-runtime sets it up)."""
-    root = Path(os.environ.get("EDGEFT_ARM64_ROOT", ".edgeft/arm64"))
-    python = root / "python"
-    if not python.is_file():
-        raise DeviceUnreachable(f"no emulated aarch64 runtime at {root}; set it up with `make arm64-runtime` "
-                                f"(tests/arm64/setup.sh) or point EDGEFT_ARM64_ROOT at one")
-    with tempfile.TemporaryDirectory() as tmp:
-        # Only the edgeft package goes on the emulated path: the host's site-packages hold x86 binaries.
-        (Path(tmp) / "edgeft").symlink_to(Path(__file__).resolve().parent)
-        env = {"PATH": "/usr/bin:/bin", "EDGEFT_ARM64_PYTHONPATH": tmp}
-        done = subprocess.run([str(python), "-c", _QEMU_SCRIPT, str(bundle.resolve())], capture_output=True,
-                              text=True, env=env, timeout=3600)
-    if done.returncode != 0:
-        raise StageFailed(f"the bundle failed on the emulated aarch64 runtime: {_last_line(done.stderr)}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**result, "bundle": str(bundle), "device": {"kind": "qemu-arm64", "root": str(root)},
-            "latency_ms": None, "latency_note": "emulated: latency under QEMU is not device latency and is not measured"}

@@ -184,7 +184,7 @@ def junit(verdict: Verdict) -> str:
     suite = ElementTree.Element("testsuite", name=f"edgeft gate {verdict.target}", tests=str(len(verdict.checks)),
                                 failures=str(sum(not c.passed for c in verdict.checks)), errors="0")
     for check in verdict.checks:
-        case = ElementTree.SubElement(suite, "testcase", classname=f"edgeft.gate.{verdict.target}", name=check.name)
+        case = ElementTree.SubElement(suite, "testcase", classname=f"edgeft.gating.gate.{verdict.target}", name=check.name)
         if not check.passed:
             failure = ElementTree.SubElement(case, "failure", message=f"{check.observed:.4g} > {check.limit:.4g}")
             failure.text = check.detail

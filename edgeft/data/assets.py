@@ -19,7 +19,7 @@ class PackagedData:
     distribution: str
     version: str
     relative_path: str
-    layout: str  # "csv" or "folder" (texts, edgeft.data); "conll" (tagged tokens, edgeft.tagged_data)
+    layout: str  # "csv" or "folder" (texts, edgeft.data); "conll" (tagged tokens, edgeft.data.tagged)
     encoding: str
     text_column: str = "text"
     label_column: str = "label"

@@ -1,0 +1,41 @@
+"""OpenVINO sessions: an IR (openvino_model.xml + .bin) compiled for the CPU plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeft.errors import MissingBackend, StageFailed
+
+
+def openvino_module():
+    try:
+        import openvino
+    except ImportError:
+        raise MissingBackend("openvino", "openvino") from None
+    return openvino
+
+
+class Session:
+    def __init__(self, path: Path, threads: int) -> None:
+        ov = openvino_module()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            # LATENCY: one stream, the batch-1 case an app or a CI gate measures. f32 precision: on CPUs with
+            # bf16 units the plugin would otherwise run an fp32 IR in bf16, so accuracy would depend on the device.
+            self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                               "PERFORMANCE_HINT": "LATENCY",
+                                                               "INFERENCE_PRECISION_HINT": "f32"})
+        except Exception as exc:  # openvino raises RuntimeError subclasses without a stable type
+            raise StageFailed(f"openvino {ov.__version__} cannot compile {path}: {exc}") from None
+        self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)
+        self._request = self._compiled.create_infer_request()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self._request.infer(feeds)[0].copy()
+
+
+def runtime_version() -> str:
+    return openvino_module().__version__
