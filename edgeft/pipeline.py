@@ -49,6 +49,9 @@ class BuildRequest:
     extra_text: Path | None = None  # unlabelled texts the teacher labels for the student (one per line)
     quantization: str | None = None  # pin one of the profile's quantization candidates by name (skips the search)
     finetuned: Path | None = None  # an already fine-tuned model folder (`edgeft finetune --out`): no fine-tuning
+    # Where the candidates race: "local" (this host, when it has the target's hardware), ssh://user@host[:port]
+    # (timed there with `edgeft race`), or qemu-arm64 (labels on the emulated aarch64 runtime, never timed).
+    bench_device: str = "local"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,14 @@ def build(req: BuildRequest) -> BuildResult:
             raise BadInput(f"--quantization '{pinned}' uses accuracy control, which NER builds do not take; pin "
                            f"another candidate of '{profile.name}'")
     recipes = {c.calibration: load_recipe(c.calibration) for c in candidates if c.calibration}
+    from edgeft.stages.device_race import open_bench_device
+
+    if pinned is not None and req.bench_device != "local":
+        how = "--quantization" if req.quantization else f"target '{profile.name}' (its quantization pin)"
+        raise BadInput(f"{how} ships candidate '{pinned}' without a race, so --bench-device has nothing to decide; "
+                       f"drop one of them")
+    # Reached and checked now: an unreachable device or one of the wrong kind must cost seconds, not a fine-tune.
+    bench_device = open_bench_device(req.bench_device, profile, req.task)
     out = req.out or Path("bundles") / profile.name
     check_output_folder(out)
     model_dir, model_name, model_licence = base_model_folder(req.model)
@@ -179,7 +190,7 @@ def build(req: BuildRequest) -> BuildResult:
         return made
 
     made = timed("quantize", quantize_all)
-    selection = timed("select", select, exported, made, profile, dev_examples, pinned)
+    selection = timed("select", select, exported, made, profile, dev_examples, pinned, bench_device)
     if skipped:
         selection.record["candidates"] += skipped
     print_selection(selection.record)

@@ -27,6 +27,14 @@ def tiny_model(tmp_path_factory) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER, *(w for ws in WORDS.values() for w in ws)]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    # As sentence-transformers ships its models (the packaged MiniLM too): tokenizer.json pads every text to a fixed
+    # 128 tokens. A bundle must not pass that on to apps that read its tokenizer files (tests/test_tokenizer_files.py).
+    from tokenizers import Tokenizer
+
+    fixed = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    fixed.enable_padding(length=128, pad_id=0, pad_token="[PAD]")
+    fixed.enable_truncation(128)
+    fixed.save(str(folder / "tokenizer.json"))
     config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=128, max_position_embeddings=128)
     import torch

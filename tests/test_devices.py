@@ -97,3 +97,76 @@ def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tmp_path):
     result = json.loads(out.read_text())
     assert result["machine"] == "aarch64" and result["latency_ms"] is None
     assert result["agreement_with_build"] >= 0.9 and 0 <= result["metrics"]["accuracy"] <= 1
+
+
+# ---- the build's candidate race on a device (`edgeft build --bench-device`) ----
+
+def test_a_build_races_its_candidates_on_the_ssh_device_and_the_table_says_so(sshd, tiny_model, tiny_csv, work_dir,
+                                                                              tmp_path, monkeypatch):
+    from conftest import tiny_build_args
+
+    runner = tmp_path / "device-home"
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
+    monkeypatch.setenv("EDGEFT_RUNNER_DIR", str(runner))
+    out = tmp_path / "bundle"
+    code, stdout, err = run_edgeft(tiny_build_args("x86-avx2-teacher", tiny_model, tiny_csv, out, work_dir,
+                                                   "--bench-device", sshd["url"]))
+    assert code == 0, err
+    selection = json.loads((out / "report.json").read_text())["selection"]
+    url = sshd["url"]
+    assert selection["latency"]["where"].startswith(url) and "on the device" in selection["decided_by"]
+    assert selection["device"]["host"]["machine"] == "x86_64"
+    raced = [c for c in selection["candidates"] if c.get("p50_ms") is not None]
+    assert len(raced) >= 2 and all(c["timed_on"] == url for c in raced)
+    # The figures in the table are the device's own: the JSON `edgeft race` wrote there, in the runner's folder.
+    (race_json,) = runner.glob("race-*.json")
+    on_device = json.loads(race_json.read_text())
+    assert on_device["kind"] == "race" and set(on_device["models"]) == {c["name"] for c in raced}
+    assert all(c["p50_ms"] == on_device["models"][c["name"]]["p50"] for c in raced)
+    assert "timed on" in stdout and url in stdout
+    assert url in (out / "README.md").read_text()  # the model card says where the race ran
+
+
+def test_a_bench_device_of_the_wrong_kind_is_refused_before_any_work(sshd, tiny_model, tiny_csv, tmp_path,
+                                                                     monkeypatch):
+    from conftest import tiny_build_args
+
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
+    work = tmp_path / "work"
+    code, _, err = run_edgeft(tiny_build_args("arm64", tiny_model, tiny_csv, tmp_path / "b", work,
+                                              "--bench-device", sshd["url"]))
+    assert code == 2 and "x86_64" in err and "arm64" in err and len(err.strip().splitlines()) == 1
+    assert not (work / "work").exists()  # nothing was fine-tuned
+
+
+def test_an_unreachable_bench_device_is_exit_3_before_any_work(tiny_model, tiny_csv, tmp_path, monkeypatch):
+    from conftest import tiny_build_args
+
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", "-o ConnectTimeout=3")
+    work = tmp_path / "work"
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2-teacher", tiny_model, tiny_csv, tmp_path / "b", work,
+                                              "--bench-device", f"ssh://nobody@127.0.0.1:{free_port()}"))
+    assert code == 3 and "cannot reach nobody@127.0.0.1" in err and not (work / "work").exists()
+
+
+def test_a_build_checks_its_candidates_on_emulated_aarch64_without_timing_them(tiny_model, tiny_csv, work_dir,
+                                                                               tmp_path):
+    from conftest import tiny_build_args
+
+    setup = subprocess.run(["bash", str(REPO / "tests" / "arm64" / "setup.sh"), str(REPO / ".edgeft" / "arm64")],
+                           capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    out = tmp_path / "bundle"
+    code, stdout, err = run_edgeft(tiny_build_args("arm64", tiny_model, tiny_csv, out, work_dir,
+                                                   "--bench-device", "qemu-arm64"))
+    assert code == 0, err
+    selection = json.loads((out / "report.json").read_text())["selection"]
+    assert selection["latency"] is None and selection["device"]["emulated"]
+    assert all(c.get("p50_ms") is None for c in selection["candidates"])  # emulated latency is never reported
+    (chosen,) = [c for c in selection["candidates"] if c["status"] == "chosen"]
+    assert chosen["device_agreement"] >= 0.9 and chosen["device_texts"] == min(32, selection["dev_texts"])
+    assert "emulated aarch64" in stdout
+    # qemu is aarch64 only: an x86 target is refused before any work.
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2-teacher", tiny_model, tiny_csv, tmp_path / "x", tmp_path / "w",
+                                              "--bench-device", "qemu-arm64"))
+    assert code == 2 and "aarch64" in err

@@ -130,14 +130,59 @@ def test_ner_data_with_a_bad_tag_names_file_and_line(tiny_model, tmp_path):
     assert code == 2 and "bad.conll" in err and "line 4" in err
 
 
-def test_ner_on_openvino_skips_accuracy_control_candidates_and_says_why(tiny_model, tiny_conll, tmp_path):
+@pytest.fixture(scope="module")
+def ner_openvino_bundle(tiny_model, tiny_conll, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ner-openvino")
     code, _, err = run_edgeft(["build", "--task", "ner", "--target", "openvino-cpu", "--model", str(tiny_model),
-                               "--data", str(tiny_conll), "--out", str(tmp_path / "b"), "--work-dir",
-                               str(tmp_path / "w"), *TINY_NER_TRAINING])
+                               "--data", str(tiny_conll), "--out", str(root / "b"), "--work-dir",
+                               str(root / "w"), *TINY_NER_TRAINING])
     assert code == 0, err
-    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    return root / "b"
+
+
+def test_ner_on_openvino_skips_accuracy_control_candidates_and_says_why(ner_openvino_bundle):
+    report = json.loads((ner_openvino_bundle / "report.json").read_text())
     rows = {c["name"]: c for c in report["selection"]["candidates"]}
     assert rows["nncf-int8-ac"]["status"] == "skipped" and "entity F1" in rows["nncf-int8-ac"]["reason"]
     assert report["metrics"]["f1"] > 0.5 and report["budgets"][0]["passed"]
-    code, out, _ = run_edgeft(["predict", str(tmp_path / "b"), "--json", "the car is near a window"])
+    code, out, _ = run_edgeft(["predict", str(ner_openvino_bundle), "--json", "the car is near a window"])
     assert code == 0 and all(s["type"] in ("person", "place") for s in json.loads(out)[0])
+
+
+# Entity words, filler, an unknown word and a text longer than the bundle's 128 tokens.
+NER_TEXTS = ["it was the great happy day near a window", "my car is on the table today",
+             "zebra good great and a window", " ".join(["the happy car and a window so"] * 30)]
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_token_classification_pipeline_over_optimum_tags_and_spans_as_edgeft(runtime, ner_bundle,
+                                                                                ner_openvino_bundle):
+    """The bundle's tokenizer files, read by transformers, give edgeft's inputs: a `pipeline()` over Optimum's
+    ORTModel / OVModel tags every token as the bundle's logits do, and its first-sub-word words group into the same
+    entity spans as `edgeft predict`."""
+    from transformers import AutoTokenizer, pipeline
+
+    import edgeft.runtime
+
+    if runtime == "onnxruntime":
+        from optimum.onnxruntime import ORTModelForTokenClassification as Model
+
+        folder = ner_bundle
+    else:
+        from optimum.intel import OVModelForTokenClassification as Model
+
+        folder = ner_openvino_bundle
+    bundle = edgeft.runtime.load(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tagger = pipeline("token-classification", model=Model.from_pretrained(folder), tokenizer=tok, ignore_labels=[])
+    for text in NER_TEXTS:
+        feed = bundle.encode([text])
+        ours = [bundle.labels[i] for i in bundle.session.run(feed)[0].argmax(-1)[1:-1]]  # without [CLS], [SEP]
+        theirs = [t["entity"] for t in tagger(text)]  # truncates at model_max_length by itself
+        assert theirs == ours, text
+    code, out, err = run_edgeft(["predict", str(folder), "--json", *NER_TEXTS])
+    assert code == 0, err
+    spans = pipeline("token-classification", model=tagger.model, tokenizer=tok, aggregation_strategy="first")
+    for text, predicted in zip(NER_TEXTS, json.loads(out)):
+        theirs = [(e["entity_group"], e["start"], e["end"]) for e in spans(text)]
+        assert theirs == [(s["type"], s["start"], s["end"]) for s in predicted], text

@@ -42,10 +42,14 @@ def test_real_bundle_agrees_with_optimum(real_bundle):
     texts = [json.loads(line)["text"] for line in (bundle / "samples.jsonl").read_text().splitlines()]
     ours = [p.label for p in edgeft.runtime.load(bundle).predict(texts)]
     model = ORTModelForSequenceClassification.from_pretrained(bundle)
-    tok = AutoTokenizer.from_pretrained(bundle)
-    logits = model(**tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=128)).logits
+    tok = AutoTokenizer.from_pretrained(bundle)  # model_max_length comes from the bundle's tokenizer_config.json
+    logits = model(**tok(texts, return_tensors="pt", padding=True, truncation=True)).logits
     theirs = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
     assert ours == theirs
+    # The packaged MiniLM's tokenizer.json pads every text to 128 tokens; the bundle's pads none when given one.
+    from tokenizers import Tokenizer
+
+    assert len(Tokenizer.from_file(str(bundle / "tokenizer.json")).encode(texts[0]).ids) < 128
 
 
 def test_real_distillation_makes_a_smaller_student_that_beats_chance(real_bundle, tmp_path):

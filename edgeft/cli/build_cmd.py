@@ -47,6 +47,10 @@ def build(
     quantization: str | None = typer.Option(None, "--quantization", help="Ship this quantization candidate of the "
                                             "profile without measuring the others (`edgeft targets show TARGET`)."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
+    bench_device: str = typer.Option("local", "--bench-device", help="Where the quantization candidates race: local "
+                                     "(this host, if it has the target's hardware), ssh://user@host[:port] (timed on "
+                                     "that device with `edgeft race`; extra ssh options in EDGEFT_SSH_OPTIONS), or "
+                                     "qemu-arm64 (arm64/mobile: labels on emulated aarch64 only, never latency)."),
 ) -> None:
     """Fine-tune, export, quantize, evaluate on the target runtime, bench, and write a bundle."""
     from edgeft.errors import BadInput
@@ -81,6 +85,6 @@ def build(
     req = BuildRequest(target=target, task=task, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
                        finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text,
-                       quantization=quantization, finetuned=finetuned)
+                       quantization=quantization, finetuned=finetuned, bench_device=bench_device)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

@@ -1,4 +1,5 @@
-"""`edgeft predict` and `edgeft bench`: the device-side commands. They import only the runtime (no torch)."""
+"""`edgeft predict`, `edgeft bench` and `edgeft race`: the device-side commands. They import only the runtime (no
+torch)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,33 @@ def bench(
                             "reference": str(reference), "reference_manifest_sha256": manifest_digest(reference)}
     result["report"] = _bundle_report(bundle)
     print_bench(result)
+    if json_out is not None:
+        atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}", err=True)
+
+
+def race(
+    bundles: list[Path] = typer.Argument(..., help="Bundle folders to time against each other (e.g. the candidate "
+                                         "bundles `edgeft build --bench-device` copies to a device)."),
+    texts: Path = typer.Option(..., "--texts", help="The texts to time: .jsonl with a \"text\" field per line, or "
+                               "plain text, one per line."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Times each text is timed per model."),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="Untimed passes over the first texts "
+                                      "[default: all of them once]."),
+    threads: int | None = typer.Option(None, "--threads", help="Override the bundles' thread count."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+) -> None:
+    """Time several bundles in turn on the same texts (batch 1, interleaved): the device side of a build's race."""
+    from edgeft import runtime
+    from edgeft.artifact import atomic_file_write
+    from edgeft.reports.tables import print_race
+    from edgeft.runtime.race import race as run_race
+    from edgeft.runtime.race import read_texts
+
+    loaded = [runtime.load(b, threads=threads) for b in bundles]
+    to_time = read_texts(texts)
+    result = run_race(loaded, to_time, rounds, len(to_time) if warmup is None else warmup)
+    print_race(result)
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)

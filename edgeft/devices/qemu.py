@@ -33,21 +33,59 @@ print(json.dumps({"machine": platform.machine(), "onnxruntime": onnxruntime.__ve
 """
 
 
-def bench_on_qemu_arm64(bundle: Path) -> dict[str, Any]:
-    """Predictions and accuracy of the bundle on the emulated aarch64 runtime (make arm64-runtime sets it up)."""
+# Runs inside the emulated aarch64 python: each candidate bundle's labels for the given texts, batch 1.
+_QEMU_LABELS_SCRIPT = """
+import json, platform, sys
+import onnxruntime
+import edgeft.runtime
+from edgeft.runtime.race import race_name, read_texts
+from pathlib import Path
+texts = read_texts(Path(sys.argv[1]))
+labels = {}
+for folder in sys.argv[2:]:
+    bundle = edgeft.runtime.load(folder)
+    labels[race_name(bundle)] = [bundle.labels[i] for i in bundle.logits(texts, batch_size=1).argmax(-1).tolist()]
+print(json.dumps({"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "labels": labels}))
+"""
+
+
+def arm64_root() -> Path:
+    """The emulated aarch64 runtime's folder; DeviceUnreachable (exit 3) with the fix when it is not set up."""
     root = Path(os.environ.get("EDGEFT_ARM64_ROOT", ".edgeft/arm64"))
-    python = root / "python"
-    if not python.is_file():
+    if not (root / "python").is_file():
         raise DeviceUnreachable(f"no emulated aarch64 runtime at {root}; set it up with `make arm64-runtime` "
                                 f"(tests/arm64/setup.sh) or point EDGEFT_ARM64_ROOT at one")
+    return root
+
+
+def _run_emulated(script: str, args: list[str], what: str) -> dict[str, Any]:
+    python = arm64_root() / "python"
     with tempfile.TemporaryDirectory() as tmp:
         # Only the edgeft package goes on the emulated path: the host's site-packages hold x86 binaries.
         (Path(tmp) / "edgeft").symlink_to(Path(__file__).resolve().parents[1])  # the edgeft package
         env = {"PATH": "/usr/bin:/bin", "EDGEFT_ARM64_PYTHONPATH": tmp}
-        done = subprocess.run([str(python), "-c", _QEMU_SCRIPT, str(bundle.resolve())], capture_output=True,
-                              text=True, env=env, timeout=3600)
+        done = subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True, env=env,
+                              timeout=3600)
     if done.returncode != 0:
-        raise StageFailed(f"the bundle failed on the emulated aarch64 runtime: {last_line(done.stderr)}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+        raise StageFailed(f"{what} failed on the emulated aarch64 runtime: {last_line(done.stderr)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_on_qemu_arm64(bundle: Path) -> dict[str, Any]:
+    """Predictions and accuracy of the bundle on the emulated aarch64 runtime (make arm64-runtime sets it up)."""
+    root = arm64_root()
+    result = _run_emulated(_QEMU_SCRIPT, [str(bundle.resolve())], "the bundle")
     return {**result, "bundle": str(bundle), "device": {"kind": "qemu-arm64", "root": str(root)},
             "latency_ms": None, "latency_note": "emulated: latency under QEMU is not device latency and is not measured"}
+
+
+def labels_on_qemu_arm64(bundles: list[Path], texts: list[str]) -> dict[str, Any]:
+    """Each bundle's label for every text (batch 1) on the emulated aarch64 runtime, named as `edgeft race` names
+    bundles: {"machine", "onnxruntime", "labels": {NAME: [label, ...]}}. Nothing is timed."""
+    root = arm64_root()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "texts.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+        result = _run_emulated(_QEMU_LABELS_SCRIPT, [str(path), *(str(b.resolve()) for b in bundles)],
+                               "a candidate bundle")
+    return {**result, "device": {"kind": "qemu-arm64", "root": str(root)}}

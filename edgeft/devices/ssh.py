@@ -8,6 +8,7 @@ another version. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -58,22 +59,80 @@ class SshDevice:
         if done.returncode != 0:
             raise StageFailed(f"scp of {self.target}:{remote} back failed: {last_line(done.stderr)}")
 
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.target}:{self.port}"
+
+
+def probe(device: SshDevice) -> dict[str, Any]:
+    """Reach the device and describe it as runtime.bench.host_description does (machine, cpu, isa), before any
+    work: a build that will race on it must not find out after an hour's fine-tuning that it is unreachable."""
+    script = ("echo edgeft-ok; uname -m; python3 -c 'import sys; print(sys.version.split()[0])'; "
+              "grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || echo 'flags :'; "
+              "grep -m1 -E '^(model name|Model)' /proc/cpuinfo 2>/dev/null || echo 'model name :'")
+    done = device.run(script, timeout=SSH_TIMEOUT_S + 10)
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or not lines or lines[0] != "edgeft-ok" or len(lines) < 5:
+        raise DeviceUnreachable(f"cannot reach {device.target} port {device.port} over ssh: "
+                                f"{last_line(done.stderr) or 'no answer'}")
+    flags = set(lines[3].split(":", 1)[-1].split())
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return {"machine": lines[1].strip(), "python": lines[2].strip(), "cpu": lines[4].split(":", 1)[-1].strip(),
+            "isa": isa}
+
 
 def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_args: list[str]) -> dict[str, Any]:
     """Copy, install if needed, bench on the device, and return its JSON (with where it ran)."""
-    probe = device.run("echo edgeft-ok; uname -m; python3 -c 'import sys; print(sys.version.split()[0])'",
-                       timeout=SSH_TIMEOUT_S + 10)
-    if probe.returncode != 0 or "edgeft-ok" not in probe.stdout:
-        raise DeviceUnreachable(f"cannot reach {device.target} port {device.port} over ssh: "
-                                f"{last_line(probe.stderr) or 'no answer'}")
-    machine = probe.stdout.split()[1] if len(probe.stdout.split()) > 1 else "?"
+    host = probe(device)
+    home, edgeft = _runner(device)
+    remote_bundle = _push_bundle(device, home, bundle)
+    remote_data = []
+    if data is not None:
+        device.copy_to(data, f"{home}/{data.name}")
+        remote_data = ["--data", f"{home}/{data.name}"]
+    remote_json = f"{home}/bench-{manifest_digest(bundle)[:16]}.json"
+    command = " ".join(shlex.quote(a) for a in [*remote_data, *bench_args])
+    result = _run_and_fetch(device, f"{edgeft} bench {remote_bundle} --json {remote_json} {command}", remote_json,
+                            "edgeft bench")
+    result["device"] = {"kind": "ssh", "target": device.target, "port": device.port, "machine": host["machine"],
+                        "bundle": remote_bundle}
+    return result
+
+
+def race_over_ssh(device: SshDevice, bundles: list[Path], texts: list[str], rounds: int, warmup: int,
+                  threads: int) -> dict[str, Any]:
+    """`edgeft race` on the device over these bundles (copied once each, by manifest digest) and texts."""
+    home, edgeft = _runner(device)
+    remote = [_push_bundle(device, home, b) for b in bundles]
+    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    # Named for what it races, so two builds racing on one device never read each other's files.
+    name = "race-" + hashlib.sha256((lines + " ".join(remote)).encode("utf-8")).hexdigest()[:16]
+    with tempfile.TemporaryDirectory() as tmp:
+        local_texts = Path(tmp) / f"{name}.jsonl"
+        local_texts.write_text(lines, encoding="utf-8")
+        device.copy_to(local_texts, f"{home}/{name}.jsonl")
+    remote_json = f"{home}/{name}.json"
+    command = (f"{edgeft} race {' '.join(remote)} --texts {home}/{name}.jsonl --rounds {rounds} "
+               f"--warmup {warmup} --threads {threads} --json {remote_json}")
+    result = _run_and_fetch(device, command, remote_json, "edgeft race")
+    result["device"] = {"kind": "ssh", "target": device.target, "port": device.port, "url": device.url}
+    return result
+
+
+def _runner(device: SshDevice) -> tuple[str, str]:
+    """The runner folder on the device and its `edgeft`, installed from this edgeft's wheel if missing or another
+    version."""
     home = runner_dir()
     edgeft = f"{home}/venv/bin/edgeft"
     version = device.run(f"{edgeft} --version 2>/dev/null || true").stdout.strip()
     if version != __version__:
         _install_runner(device, home)
-    digest = manifest_digest(bundle)[:16]
-    remote_bundle = f"{home}/bundles/{digest}"
+    return home, edgeft
+
+
+def _push_bundle(device: SshDevice, home: str, bundle: Path) -> str:
+    """Copy a bundle to HOME/bundles/DIGEST unless it is there already; returns that path."""
+    remote_bundle = f"{home}/bundles/{manifest_digest(bundle)[:16]}"
     if device.run(f"test -f {remote_bundle}/manifest.json").returncode != 0:
         device.run(f"rm -rf {remote_bundle}.tmp && mkdir -p {remote_bundle}.tmp")
         for item in bundle.iterdir():
@@ -81,23 +140,18 @@ def bench_over_ssh(device: SshDevice, bundle: Path, data: Path | None, bench_arg
         # Renamed into place only when whole: a dropped connection never leaves a bundle that looks complete.
         if device.run(f"mv {remote_bundle}.tmp {remote_bundle}").returncode != 0:
             raise StageFailed(f"could not finish copying the bundle to {device.target}:{remote_bundle}")
-    remote_data = []
-    if data is not None:
-        device.copy_to(data, f"{home}/{data.name}")
-        remote_data = ["--data", f"{home}/{data.name}"]
-    remote_json = f"{home}/bench-{digest}.json"
-    command = " ".join(shlex.quote(a) for a in [*remote_data, *bench_args])
-    done = device.run(f"{edgeft} bench {remote_bundle} --json {remote_json} {command}")
+    return remote_bundle
+
+
+def _run_and_fetch(device: SshDevice, command: str, remote_json: str, what: str) -> dict[str, Any]:
+    done = device.run(command)
     if done.returncode == 2:
         raise BadInput(f"on {device.target}: {last_line(done.stderr)}")
     if done.returncode != 0:
-        raise StageFailed(f"edgeft bench failed on {device.target}: {last_line(done.stderr)}")
+        raise StageFailed(f"{what} failed on {device.target}: {last_line(done.stderr)}")
     with tempfile.TemporaryDirectory() as tmp:
-        device.copy_from(remote_json, Path(tmp) / "bench.json")
-        result = json.loads((Path(tmp) / "bench.json").read_text(encoding="utf-8"))
-    result["device"] = {"kind": "ssh", "target": device.target, "port": device.port, "machine": machine,
-                        "bundle": remote_bundle}
-    return result
+        device.copy_from(remote_json, Path(tmp) / "result.json")
+        return json.loads((Path(tmp) / "result.json").read_text(encoding="utf-8"))
 
 
 def runner_dir() -> str:

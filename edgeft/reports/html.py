@@ -57,6 +57,12 @@ def _overview(reports: dict[str, dict[str, Any]]) -> str:
             f"</table>{_scatter(reports)}")
 
 
+def _device_check(candidate: dict[str, Any]) -> str:
+    if "device_agreement" not in candidate:
+        return "-"
+    return f"{candidate['device_agreement']:.0%} of {candidate['device_texts']} labels as on the build host"
+
+
 def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
     models = "".join(f"<tr><td>{html.escape(m['model'])}</td><td class=l>{html.escape(m['runtime'])}</td>"
                      f"<td>{m.get('score', m['accuracy']):.4f}</td><td>{m['macro_f1']:.4f}</td><td>{m['p50_ms']:.2f}</td>"
@@ -66,7 +72,8 @@ def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
         f"<tr class={'chosen' if c['status'] == 'chosen' else ''}><td>{html.escape(c['name'])}</td>"
         f"<td class=l>{html.escape(c['options'])}</td><td>{_num(c.get('dev_score', c.get('dev_accuracy')), '.4f')}</td>"
         f"<td>{_num(c.get('drop', c.get('accuracy_drop')), '+.4f')}</td><td>{_num(c.get('p50_ms'), '.2f')}</td>"
-        f"<td>{_num(c.get('size_mb'), '.1f')}</td><td class=l>{html.escape(c['status'])}</td>"
+        f"<td class=l>{html.escape(c.get('timed_on', '-'))}</td>"
+        f"<td class=l>{_device_check(c)}</td><td>{_num(c.get('size_mb'), '.1f')}</td><td class=l>{html.escape(c['status'])}</td>"
         f"<td class=l>{html.escape(c.get('reason', ''))}</td></tr>" for c in selection["candidates"])
     metric = html.escape(r.get("metric", "accuracy"))
     budgets = "".join(f"<li class={'pass' if c['passed'] else 'fail'}>{html.escape(c['name'])}: {c['observed']:.4g} "
@@ -76,7 +83,8 @@ def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
             f"<table><tr><th>model</th><th>runtime</th><th>{metric}</th><th>macro-F1</th><th>p50 ms</th>"
             f"<th>p90 ms</th><th>MiB</th></tr>{models}</table><ul>{budgets}</ul>"
             f"<h3>Quantization candidates</h3><p class=note>Decided by {html.escape(selection['decided_by'])}.</p>"
-            f"<table><tr><th>candidate</th><th>options</th><th>dev {metric}</th><th>drop</th><th>p50 ms</th><th>MiB</th>"
+            f"<table><tr><th>candidate</th><th>options</th><th>dev {metric}</th><th>drop</th><th>p50 ms</th>"
+            f"<th>timed on</th><th>emulated device check</th><th>MiB</th>"
             f"<th>status</th><th>why</th></tr>{candidates}</table>"
             f"<h3>Latency distribution</h3><p class=note>Batch 1, {r.get('threads', 1)} thread(s), model call only, "
             f"on {where} ({html.escape(r.get('host', {}).get('cpu', '?'))}).</p>"

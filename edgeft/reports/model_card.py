@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeft.profile import TargetProfile
+from edgeft.profile import ModelFormat, TargetProfile
 from edgeft.reports.tables import selection_rows
 
 
@@ -53,7 +53,7 @@ model call only (texts pre-tokenized), measured on {where}.
 ## Quantization: how the shipped scheme was chosen
 Decided by {selection['decided_by']}. {selection.get('metric', 'accuracy').capitalize()} on the dev split (never the test split), drop against the
 fp32 reference `{selection.get('reference', '-')}` (± its standard error, paired bootstrap over the dev examples; drop + error
-must fit the budget); latency batch 1 on this build host.
+must fit the budget); {_race_where(selection)}.
 
 | {' | '.join(table[0])} |
 |{'---|' * len(table[0])}
@@ -61,8 +61,13 @@ must fit the budget); latency batch 1 on this build host.
 
 ## Input policy
 At most {profile.input.max_length} tokens per text (special tokens included); longer texts are cut on the
-{profile.input.truncation}. Tokenizer: `tokenizer.json` (Hugging Face `tokenizers`). Labels: `labels.json`.
-
+{profile.input.truncation}; a batch is padded to its longest text, a single text not at all. The tokenizer files
+say so themselves, so other tools read them as edgeft runs them: plain `tokenizers` needs no settings
+(`Tokenizer.from_file("tokenizer.json").encode_batch(texts)`), and transformers reads `model_max_length` and
+`truncation_side` from `tokenizer_config.json` but truncates only when asked:
+`AutoTokenizer.from_pretrained(folder)(texts, truncation=True, padding=True)`. Labels: `labels.json` (and
+`id2label` in `config.json`).
+{_ecosystem_use(profile, ner)}
 ## Use
 ```python
 import edgeft.runtime
@@ -81,3 +86,33 @@ or `edgeft predict path/to/this/folder "{example}"`{ner_use}.
 
 `manifest.json` pins every input by hash, the library versions and the minimum runtime version.
 """
+
+
+def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:
+    """How the bundle loads in Hugging Face's own tools, where they read its format (Optimum's ORTModel reads .onnx
+    only: a .ort bundle is for ONNX Runtime Mobile)."""
+    kind = "TokenClassification" if ner else "SequenceClassification"
+    task = "token-classification" if ner else "text-classification"
+    call = "tagger(text)  # truncates at model_max_length itself" if ner else "tagger(texts, truncation=True)"
+    if profile.format is ModelFormat.ORT:
+        return ""
+    module = "optimum.intel" if profile.format is ModelFormat.OPENVINO_IR else "optimum.onnxruntime"
+    cls = f"OVModelFor{kind}" if profile.format is ModelFormat.OPENVINO_IR else f"ORTModelFor{kind}"
+    return f"""
+With Hugging Face Optimum (same labels as `edgeft predict`; tested):
+```python
+from transformers import AutoTokenizer, pipeline
+from {module} import {cls}
+tagger = pipeline("{task}", model={cls}.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+{call}
+```
+"""
+
+
+def _race_where(selection: dict[str, Any]) -> str:
+    latency = selection.get("latency")
+    if latency:
+        return f"latency batch 1, {latency['threads']} thread(s), timed on {latency.get('where', 'this build host')}"
+    if (selection.get("device") or {}).get("emulated"):
+        return "nothing timed: labels checked on the emulated aarch64 runtime (column `emulated aarch64`)"
+    return "no latency race: this build host lacks the target's hardware"

@@ -68,22 +68,44 @@ def selection_rows(record: dict[str, Any]) -> list[dict[str, str]]:
         return format(row[key], fmt) if row.get(key) is not None else "-"
 
     metric = record.get("metric", "accuracy")
-    return [{"candidate": r["name"], "options": r["options"],
-             f"dev {metric}": num(r, "dev_score" if "dev_score" in r else "dev_accuracy", ".4f"),
-             "drop": num(r, "drop" if "drop" in r else "accuracy_drop", "+.4f")
-             + (f" ±{r['drop_se']:.4f}" if r.get("drop_se") else ""), "p50 ms": num(r, "p50_ms", ".2f"),
-             "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r.get("reason", "")}
-            for r in record["candidates"]]
+    emulated = any("device_agreement" in r for r in record["candidates"])
+    rows = []
+    for r in record["candidates"]:
+        row = {"candidate": r["name"], "options": r["options"],
+               f"dev {metric}": num(r, "dev_score" if "dev_score" in r else "dev_accuracy", ".4f"),
+               "drop": num(r, "drop" if "drop" in r else "accuracy_drop", "+.4f")
+               + (f" ±{r['drop_se']:.4f}" if r.get("drop_se") else ""), "p50 ms": num(r, "p50_ms", ".2f"),
+               # Where each latency was measured: this host, or the device the build raced on.
+               "timed on": r.get("timed_on", "-")}
+        if emulated:
+            row["emulated aarch64"] = (f"{r['device_agreement']:.0%} of {r['device_texts']} labels as here"
+                                       if "device_agreement" in r else "-")
+        rows.append({**row, "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r.get("reason", "")})
+    return rows
 
 
 def print_selection(record: dict[str, Any]) -> None:
     table = Table(title=f"quantization candidates: decided by {record['decided_by']}")
     rows = selection_rows(record)
     for col in rows[0]:
-        table.add_column(col, justify="left" if col in ("candidate", "options", "status", "why") else "right")
+        # Where a latency was measured is never cut short: a long device address folds onto a second line.
+        table.add_column(col, justify="left" if col in ("candidate", "options", "status", "why", "timed on") else "right",
+                         overflow="fold" if col == "timed on" else "ellipsis")
     for row in rows:
         style = "bold green" if row["status"] == "chosen" else None
         table.add_row(*row.values(), style=style)
+    _console().print(table)
+
+
+def print_race(result: dict[str, Any]) -> None:
+    host = result["host"]
+    table = Table(title=f"edgeft race on {host['machine']} {host['cpu'] or ''}: batch 1, {result['threads']} thread(s), "
+                        f"{result['texts']} texts x {result['rounds']} rounds, interleaved")
+    for col in ("model", "p50 ms", "p90 ms", "p99 ms", "vs fastest"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    fastest = min(m["p50"] for m in result["models"].values())
+    for name, m in sorted(result["models"].items(), key=lambda item: item[1]["p50"]):
+        table.add_row(name, f"{m['p50']:.3f}", f"{m['p90']:.3f}", f"{m['p99']:.3f}", f"{m['p50'] / fastest:.2f}x")
     _console().print(table)
 
 

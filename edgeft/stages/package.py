@@ -24,6 +24,7 @@ from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
 from edgeft.runtime.samples import SAMPLES_FILE  # held-out texts + this build's predictions, for device checks
 from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples
+from edgeft.stages.tokenizer_files import write_input_policy
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
 
@@ -53,8 +54,12 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
             if (quantized.path / name).is_file():
                 shutil.copy2(quantized.path / name, tmp / name)
         (tmp / "labels.json").write_text(json.dumps({"labels": labels}, indent=2) + "\n", encoding="utf-8")
+        # An over-long text too, so the check covers truncation as well as padding.
+        over_long = " ".join(["word"] * 2 * profile.input.max_length)
+        policy = write_input_policy(tmp, profile.input, [*held_out.texts[:31], over_long])
         task = quantized.manifest["task"]
         spec = bundle_spec(profile, runtime, model_file.name, labels, tmp, task)
+        spec["tokenizer_files"] = policy
         bundle = Bundle(tmp, {"bundle": spec})
         spec["model_inputs"] = list(bundle.session.input_names)
         result = bench(bundle, held_out.bench_texts, None, profile.bench.warmup, profile.bench.runs)

@@ -12,6 +12,9 @@ The rules, in order:
    count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice.
 3. Without the target's hardware (arm64 or mobile on an x86 build host), host latency says nothing about the
    device: the first candidate in the profile's preference order that passed step 1 ships, and the report says so.
+4. With a bench device (`edgeft build --bench-device`, stages/device_race.py) the device decides instead of this
+   host: over SSH, step 2 runs there (`edgeft race`); on the emulated aarch64 runtime nothing is timed, and step 3
+   ships the first candidate whose labels on the emulator agree with this host's.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import numpy as np
 
 from edgeft.artifact import Artifact
 from edgeft.backends import backend
+from edgeft.errors import BudgetFailed
 from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
 from edgeft.progress import console
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples, example_stats, headline_of_sums, metrics_of, predict
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.sessions import Session, open_session
+from edgeft.stages.device_race import (AGREEMENT, EMULATED_TEXTS, BenchDevice, labels_here_and_on_emulator,
+                                       race_on_device, write_candidate_bundle)
 from edgeft.stages.package import model_files, target_hardware_present
 
 # Latency race: this many dev texts, each timed this many times per candidate (after one warm-up pass over all).
@@ -51,9 +57,10 @@ class Selection:
 
 
 def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], profile: TargetProfile,
-           dev: Examples, pinned: str | None) -> Selection:
+           dev: Examples, pinned: str | None, device: BenchDevice | None = None) -> Selection:
     """`made`: candidate name -> (candidate, quantized artifact), in the profile's preference order; `dev`: the
-    labelled dev split, scored with the task's headline metric (accuracy, or entity F1 for NER)."""
+    labelled dev split, scored with the task's headline metric (accuracy, or entity F1 for NER); `device`: where
+    the candidates are timed (or, emulated, checked) instead of this host."""
     if pinned is not None:
         candidate, artifact = made[pinned]
         row = {**_describe(candidate, artifact), "status": "chosen", "reason": "pinned by the profile or --quantization"}
@@ -65,7 +72,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     metric = PRIMARY[task]
     dev_texts = dev.texts
     host = host_description()
-    timed = target_hardware_present(profile, host)
+    timed_here = device is None and target_hardware_present(profile, host)
+    timed = timed_here or (device is not None and not device.emulated)
     with tempfile.TemporaryDirectory(prefix="edgeft-select-") as tmp:
         sessions: dict[str, tuple[Session, TextEncoder]] = {}
         rows: dict[str, dict[str, Any]] = {}
@@ -84,7 +92,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             stats[name] = example_stats(dev, predicted)
             del scorer
             console.print(f"  {name}: dev {PRIMARY_NAME[task]} {metrics[metric]:.4f} ({time.perf_counter() - t0:.1f} s)")
-            if timed:
+            if timed_here:
                 sessions[name] = (open_session(runtime, shipped, profile.threads, TOKENIZER_OUTPUTS), encode)
             rows[name] = {**_describe(candidate, artifact), "metric": PRIMARY_NAME[task], "dev_score": metrics[metric],
                           "dev_macro_f1": metrics["macro_f1"],
@@ -98,7 +106,23 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             if task == "classification":  # the names earlier reports used
                 row["dev_accuracy"], row["accuracy_drop"] = row["dev_score"], row["drop"]
         accurate = [n for n in made if rows[n]["drop_bound"] <= budget + 1e-12]
-        if timed:
+        on_device: dict[str, Any] | None = None
+        emulated_choice: str | None = None
+        if device is not None:
+            # fp32 candidates race too (the latency floor); the emulator checks only what could ship, in order.
+            wanted = [n for n in made if n in accurate or (not device.emulated and made[n][0].scheme is Scheme.FP32)]
+            bundles = {n: write_candidate_bundle(Path(tmp) / n, n, made[n][1], profile, runtime, labels, task,
+                                                 dev_texts[:32]) for n in wanted}
+            if device.emulated:
+                emulated_choice, on_device = _check_on_emulator(bundles, accurate, rows, dev)
+            else:
+                console.print(f"  latency race on {device.where}: {len(bundles)} candidates x "
+                              f"{min(LATENCY_TEXTS, len(dev_texts))} texts x {LATENCY_ROUNDS} rounds, batch 1, "
+                              f"{profile.threads} thread(s), interleaved")
+                on_device = race_on_device(device, bundles, dev_texts[:LATENCY_TEXTS], LATENCY_ROUNDS, profile.threads)
+                for name, figures in on_device["models"].items():
+                    rows[name].update(p50_ms=figures["p50"], p90_ms=figures["p90"], timed_on=device.ssh.url)
+        if timed_here:
             # fp32 candidates race even when another fp32 is the reference: they set the latency floor.
             race = {n: sessions[n][0] for n in made if n in accurate or made[n][0].scheme is Scheme.FP32}
             encode_any = next(iter(sessions.values()))[1]
@@ -108,14 +132,17 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             samples = interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds))
             for name, values in samples.items():
                 stats = percentiles(values)
-                rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"])
+                rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], timed_on="this host")
         del sessions  # release the models before the temporary folder goes
-    chosen, decided_by = _decide(list(made), rows, accurate, budget, reference, timed, profile)
+    where = ("this host" if device is None else device.where)
+    chosen, decided_by = _decide(list(made), rows, accurate, budget, reference, timed, profile, where,
+                                 emulated_choice)
     record = {"decided_by": decided_by, "reference": reference, "metric": PRIMARY_NAME[task], "budget": budget,
               "dev_texts": len(dev_texts),
               "latency": ({"texts": min(LATENCY_TEXTS, len(dev_texts)), "rounds": LATENCY_ROUNDS,
-                           "threads": profile.threads, "batch_size": 1, "tie": TIE} if timed else None),
+                           "threads": profile.threads, "batch_size": 1, "tie": TIE, "where": where} if timed else None),
               "host": {"cpu": host["cpu"], "machine": host["machine"], "isa": host["isa"]},
+              "device": _device_record(device, on_device),
               "candidates": [rows[n] for n in made]}
     return Selection(made[chosen][1], record)
 
@@ -147,8 +174,40 @@ def _reference(made: dict[str, tuple[Candidate, Artifact]]) -> str:
     return (plain or fp32)[0]
 
 
+def _check_on_emulator(bundles: dict[str, Path], accurate: list[str], rows: dict[str, dict[str, Any]],
+                       dev: Examples) -> tuple[str, dict[str, Any]]:
+    """Rule 4 on the emulator: accurate candidates in preference order until one's labels agree with this host's
+    on AGREEMENT of the texts; the ones after it are not run (rule 3 would not ship them anyway)."""
+    texts, gold = dev.texts[:EMULATED_TEXTS], dev.labels[:EMULATED_TEXTS]
+    for name in accurate:
+        console.print(f"  {name}: {len(texts)} dev texts on the emulated aarch64 runtime (labels only, not timed)")
+        here, result = labels_here_and_on_emulator({name: bundles[name]}, texts)
+        there = result["labels"][name]
+        agree = sum(a == b for a, b in zip(here[name], there)) / len(texts)
+        rows[name].update(device_agreement=agree, device_texts=len(texts),
+                          device_accuracy=sum(a == b for a, b in zip(there, gold)) / len(texts))
+        if agree >= AGREEMENT:
+            return name, result
+        rows[name]["reason"] = (f"on the emulated aarch64 runtime {agree:.0%} of {len(texts)} dev texts kept this "
+                                f"host's label (needs {AGREEMENT:.0%})")
+    raise BudgetFailed(f"no candidate within the accuracy budget gave this host's labels on the emulated aarch64 "
+                       f"runtime (needs {AGREEMENT:.0%} of {len(texts)} dev texts); candidates: "
+                       + ", ".join(f"{n} {rows[n].get('device_agreement', 0):.0%}" for n in accurate))
+
+
+def _device_record(device: BenchDevice | None, on_device: dict[str, Any] | None) -> dict[str, Any] | None:
+    if device is None:
+        return None
+    record: dict[str, Any] = {"spec": device.spec, "where": device.where, "emulated": device.emulated}
+    if on_device is not None:
+        record["host"] = on_device.get("host") or device.host
+        record["runtime"] = {k: on_device[k] for k in ("machine", "onnxruntime") if k in on_device}
+    return record
+
+
 def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[str], budget: float, reference: str,
-            timed: bool, profile: TargetProfile) -> tuple[str, str]:
+            timed: bool, profile: TargetProfile, where: str = "this host",
+            emulated_choice: str | None = None) -> tuple[str, str]:
     for name in order:
         rows[name]["status"] = "rejected"
     for name in order:
@@ -157,7 +216,14 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                                     f"{rows[name].get('drop_se', 0.0):.4f} > budget {budget}")
     if not accurate:  # cannot happen while the reference itself is a candidate, but say so if it ever does
         accurate = [reference]
-    if not timed:
+    if emulated_choice is not None:
+        chosen = emulated_choice
+        for name in accurate:
+            if name != chosen and "reason" not in rows[name]:
+                rows[name]["reason"] = f"'{chosen}' comes first in the preference order (not run on the emulator)"
+        decided_by = (f"dev accuracy, the profile's preference order and labels on {where}: the first candidate "
+                      f"within the budget whose labels there agree with this host's ships")
+    elif not timed:
         chosen = accurate[0]
         for name in accurate[1:]:
             rows[name]["reason"] = f"'{chosen}' passed and comes first in the profile's preference order"
@@ -178,8 +244,11 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                 rows[name]["reason"] = (f"p50 {rows[name]['p50_ms']:.2f} ms vs {rows[chosen]['p50_ms']:.2f} ms for "
                                         f"'{chosen}'" + (" (a tie: preference order)" if rows[name]["p50_ms"]
                                                           <= fastest * (1 + TIE) else ""))
-        decided_by = f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the accuracy budget"
+        decided_by = (f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the "
+                      f"accuracy budget" if where == "this host" else
+                      f"latency on the device {where}, among candidates within the accuracy budget")
     rows[chosen]["status"] = "chosen"
     rows[chosen]["reason"] = ("fastest within the accuracy budget" if timed else
-                              "first within the accuracy budget in the preference order")
+                              "first within the accuracy budget in the preference order"
+                              + (" whose labels agree on the emulated device" if emulated_choice else ""))
     return chosen, decided_by

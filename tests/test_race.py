@@ -1,0 +1,35 @@
+"""`edgeft race`: the device side of a build's candidate race. Several bundles timed in turn on the same texts, here
+(the build runs the same command on a device over SSH: tests/test_devices.py)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_edgeft
+
+
+def test_race_times_bundles_interleaved_and_writes_json(tiny_bundles, tmp_path):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["good day", "awful\nbroken", "the car"]))
+    out = tmp_path / "race.json"
+    a, b = tiny_bundles["x86-avx2"], tiny_bundles["x86-avx2-teacher"]
+    code, stdout, err = run_edgeft(["race", str(a), str(b), "--texts", str(texts), "--rounds", "2", "--json", str(out)])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["kind"] == "race" and result["texts"] == 3 and result["rounds"] == 2
+    assert set(result["models"]) == {"x86-avx2", "x86-avx2-teacher"}  # folder names: no candidate in the manifest
+    for figures in result["models"].values():
+        assert figures["n"] == 6 and 0 < figures["p50"] <= figures["p90"] <= figures["p99"]
+    assert result["host"]["machine"] and "vs fastest" in stdout
+
+
+def test_race_refuses_bundles_that_take_different_inputs_and_bad_texts(tiny_bundles, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("good day\nthe car\n")
+    # The mobile profile cuts at 64 tokens, x86-avx2 at 128: their tokenizer files differ, so their inputs may.
+    code, _, err = run_edgeft(["race", str(tiny_bundles["x86-avx2"]), str(tiny_bundles["mobile"]), "--texts", str(texts)])
+    assert code == 2 and "different tokenizer files" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"words": ["no", "text"]}\n')
+    code, _, err = run_edgeft(["race", str(tiny_bundles["x86-avx2"]), "--texts", str(bad)])
+    assert code == 2 and "bad.jsonl line 1" in err
