@@ -23,7 +23,8 @@ from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
-from edgeft.runtime.scoring import Examples
+from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
+from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
 # What `edgeft build --task T` trains on when --data is not given.
 DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
@@ -236,12 +237,21 @@ def build(req: BuildRequest) -> BuildResult:
                     for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher
                               else (teacher, exported, quantized))],
     }
-    held_out = HeldOut(test, bench_texts)
+    baseline = (lexicon_baseline([data.sentences[i] for i in split.train], [data.tags[i] for i in split.train], test)
+                if ner else majority_baseline([data.labels[i] for i in split.train], test))
+    held_out = HeldOut(test, bench_texts, baseline)
     console.print("[bold]→ package, evaluate and bench on the target runtime[/]")
     manifest_body["timings"] = timings  # package() adds its own seconds and the total before writing
     bundle, written = package(quantized, profile, held_out, out, manifest_body, references, started)
     result = BuildResult(bundle, written["report"], written["manifest"])
-    failed = [c for c in result.report["budgets"] if not c["passed"]]
+    failed = [c for c in result.report["budgets"] if not c["passed"] and not c.get("floor")]
+    floor = result.report["floor"]
+    below = [f"the {who} model" for who in ("teacher", "shipped") if floor["enforced"] and not floor[who]["passed"]]
+    if below:
+        # The floor first: a model that learned nothing makes every other verdict meaningless.
+        metric = PRIMARY_NAME[req.task]
+        raise BudgetFailed(floor_message(below, held_out.baseline, floor["baseline_score"], metric, req.task)
+                           + f" (bundle written to {bundle} for inspection)")
     if failed:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")

@@ -70,6 +70,10 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     assert {c["name"] for c in selection["candidates"]} >= {"dynamic-int8", "dynamic-int8-body", "fp32"}
     assert all(0.0 <= c["dev_score"] <= 1.0 for c in selection["candidates"])
     assert set(m["per_type"]) == {"person", "place"}
+    # The lexicon of training entities is reported beside the model (the NER floor; not enforced yet: on these toy
+    # sentences every entity is memorisable, lexicon F1 1.0).
+    assert report["floor"]["baseline"] == "lexicon" and not report["floor"]["enforced"]
+    assert m["lexicon_f1"] == report["floor"]["baseline_score"] and report["baseline"]["model"] == "lexicon baseline"
     assert [row["metric"] for row in report["models"]] == ["entity F1", "entity F1"]
     assert "entity F1" in (ner_bundle / "README.md").read_text()
 

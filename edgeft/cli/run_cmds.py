@@ -195,7 +195,7 @@ def _bundle_report(bundle: Path) -> dict:
     if not path.is_file():
         return {}
     report = json.loads(path.read_text(encoding="utf-8"))
-    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads")}
+    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads", "floor")}
 
 
 def report(

@@ -106,6 +106,15 @@ def gate(bench: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budget
         checks.append(_at_most("macro-F1 drop vs fp32 teacher", teacher["teacher_macro_f1"] - shipped["macro_f1"],
                                budgets.max_accuracy_drop,
                                f"{shipped['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
+    floor = bench["report"].get("floor")
+    if floor:  # the build's verdict against the trivial baseline (gating.floor); older bundles have none
+        checks.append(Check(f"shipped model beats the {floor['baseline']} baseline", floor["shipped"]["lower_bound"],
+                            0.0, floor["shipped"]["passed"],
+                            f"build-time, 95 % lower bound of the margin over {floor['description']}"))
+    if "majority_accuracy" in teacher and shipped is metrics:
+        checks.append(Check("accuracy above the majority baseline", shipped["accuracy"] - teacher["majority_accuracy"],
+                            0.0, shipped["accuracy"] > teacher["majority_accuracy"],
+                            f"{shipped['accuracy']:.4f} vs majority {teacher['majority_accuracy']:.4f}, {where}"))
     p50 = bench["latency_ms"]["p50"]
     if budgets.max_latency_p50_ms is not None:
         checks.append(_at_most("latency p50 (ms), profile budget", p50, budgets.max_latency_p50_ms, ""))

@@ -18,7 +18,7 @@ from edgeft.errors import BadInput
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.6rem 0 1.2rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-td:first-child,th:first-child,td.l{text-align:left}tr.chosen{background:#e8f5e9;font-weight:600}
+td:first-child,th:first-child,td.l{text-align:left}tr.chosen{background:#e8f5e9;font-weight:600}tr.baseline{color:#666;font-style:italic}
 .fail{color:#b00020;font-weight:700}.pass{color:#1b5e20}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 svg text{font:11px system-ui,sans-serif}.note{color:#555}"""
 
@@ -67,6 +67,11 @@ def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
     models = "".join(f"<tr><td>{html.escape(m['model'])}</td><td class=l>{html.escape(m['runtime'])}</td>"
                      f"<td>{m.get('score', m['accuracy']):.4f}</td><td>{m['macro_f1']:.4f}</td><td>{m['p50_ms']:.2f}</td>"
                      f"<td>{m['p90_ms']:.2f}</td><td>{m['size_mb']:.1f}</td></tr>" for m in r.get("models", []))
+    if r.get("baseline"):  # the floor every model must beat (gating.floor)
+        b = r["baseline"]
+        models += (f"<tr class=baseline><td>{html.escape(b['model'])}</td><td class=l>"
+                   f"{html.escape(b['description'])}</td><td>{b['score']:.4f}</td><td>{b['macro_f1']:.4f}</td>"
+                   f"<td>-</td><td>-</td><td>-</td></tr>")
     selection = r.get("selection") or {"decided_by": "-", "candidates": []}
     candidates = "".join(
         f"<tr class={'chosen' if c['status'] == 'chosen' else ''}><td>{html.escape(c['name'])}</td>"

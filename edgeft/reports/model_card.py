@@ -26,6 +26,9 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"with the teacher's soft targets.\n")
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r.get('score', r['accuracy']):.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
+    if report.get("baseline"):
+        b = report["baseline"]
+        rows += f"\n| {b['model']}: {b['description']} | - | {b['score']:.4f} | {b['macro_f1']:.4f} | - | - | - |"
     ner = report.get("task") == "ner"
     what = "sentences (entity-level, exact spans, conlleval rules)" if ner else "texts"
     example = "Apple opened a store in Paris" if ner else "text to classify"
@@ -47,7 +50,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
 |---|---|---|---|---|---|---|
 {rows}
 
-{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime. Latency: batch 1, {profile.threads} thread(s),
+{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime.{_floor_line(report)} Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.
 
 ## Quantization: how the shipped scheme was chosen
@@ -116,3 +119,14 @@ def _race_where(selection: dict[str, Any]) -> str:
     if (selection.get("device") or {}).get("emulated"):
         return "nothing timed: labels checked on the emulated aarch64 runtime (column `emulated aarch64`)"
     return "no latency race: this build host lacks the target's hardware"
+
+
+def _floor_line(report: dict[str, Any]) -> str:
+    floor = report.get("floor")
+    if not floor:
+        return ""
+    verdicts = ", ".join(f"{who} {'beats it' if floor[who]['passed'] else 'does NOT beat it'} (margin "
+                         f"{floor[who]['margin']:+.4f}, 95 % lower bound {floor[who]['lower_bound']:+.4f})"
+                         for who in ("teacher", "shipped"))
+    enforced = "" if floor.get("enforced", True) else " (reported, not yet enforced for NER)"
+    return f" Floor{enforced}: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}."

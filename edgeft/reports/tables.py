@@ -24,6 +24,10 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
     for row in report["models"]:
         table.add_row(row["model"], row["runtime"], f"{row.get('score', row['accuracy']):.4f}", f"{row['macro_f1']:.4f}",
                       f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['size_mb']:.1f}")
+    if report.get("baseline"):  # the floor: what a model that learned nothing scores on the same texts
+        b = report["baseline"]
+        table.add_row(b["model"], "trivial", f"{b['score']:.4f}", f"{b['macro_f1']:.4f}", "-", "-", "-", "-",
+                      style="dim")
     console = _console()
     console.print(table)
     where = "target hardware" if report["latency_on_target_hardware"] else "this host (not the target hardware)"
@@ -32,6 +36,9 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
     for check in report["budgets"]:
         mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
         console.print(f"budget {check['name']}: {check['observed']:.4f} (limit {check['limit']}) {mark}")
+    if report.get("baseline"):
+        console.print(f"{report['baseline']['model']}: {report['baseline']['description']}; "
+                      f"{report['floor']['rule']}")
 
 
 def print_bench(result: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from edgeft.profile import InputPolicy
 from edgeft.runtime.bench import percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.runtime.scoring import Examples, score
+from edgeft.runtime.scoring import Examples, metrics_of, predict
 from edgeft.stages.torch_model import load_classifier, torch_modules, torch_runner
 
 def fp32_report(name: str, hf_dir: Path, examples: Examples, labels: list[str], policy: InputPolicy,
@@ -18,7 +18,8 @@ def fp32_report(name: str, hf_dir: Path, examples: Examples, labels: list[str], 
     torch, _ = torch_modules()
     model = load_classifier(hf_dir, task=examples.task).eval()
     encode = TextEncoder(hf_dir / "tokenizer.json", policy.max_length, policy.truncation, TOKENIZER_OUTPUTS)
-    metrics = score(torch_runner(model), encode, examples, labels, batch_size=64)
+    predicted = predict(torch_runner(model), encode, examples, labels, batch_size=64)
+    metrics = metrics_of(examples, predicted, labels)
     # Same thread count and batch-1 protocol as the bundle's own bench, so the two columns compare.
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -34,5 +35,6 @@ def fp32_report(name: str, hf_dir: Path, examples: Examples, labels: list[str], 
     finally:
         torch.set_num_threads(previous)
     size_mb = sum(p.stat().st_size for p in hf_dir.glob("*.safetensors")) / 2**20
-    return {"name": name, "metrics": metrics, "latency_ms": {k: v for k, v in percentiles(samples).items() if k != "n"},
+    # `predicted` (labels or tags per test example) feeds the floor check against trivial baselines (gating.floor).
+    return {"name": name, "metrics": metrics, "predicted": predicted, "latency_ms": {k: v for k, v in percentiles(samples).items() if k != "n"},
             "size_mb": size_mb, "runtime": f"pytorch {torch.__version__} fp32"}

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgeft.artifact import Artifact, atomic_folder, library_versions, write_manifest
 from edgeft.backends import backend
-from edgeft.gating.budgets import check_budgets
+from edgeft.gating.budgets import check_budgets, floor_checks
+from edgeft.gating.floor import LEVEL, Baseline, baseline_metrics, beats
 from edgeft.metrics import softmax
 from edgeft.reports.html import render as render_html
 from edgeft.reports.model_card import model_card
@@ -23,7 +24,7 @@ from edgeft.requirements import runtime_requirements
 from edgeft.runtime.bench import bench
 from edgeft.runtime.bundle import BUNDLE_FORMAT_VERSION, Bundle
 from edgeft.runtime.samples import SAMPLES_FILE  # held-out texts + this build's predictions, for device checks
-from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples
+from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples, metrics_of, predict
 from edgeft.stages.tokenizer_files import write_input_policy
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
@@ -33,6 +34,7 @@ from edgeft.stages.torch_model import TOKENIZER_FILES
 class HeldOut:
     examples: Examples  # the test split, seed-shuffled
     bench_texts: list[str]
+    baseline: Baseline  # a trivial predictor on the same test split: the floor every model must beat
     sample_size: int = 64
 
     @property
@@ -63,7 +65,8 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
         bundle = Bundle(tmp, {"bundle": spec})
         spec["model_inputs"] = list(bundle.session.input_names)
         result = bench(bundle, held_out.bench_texts, None, profile.bench.warmup, profile.bench.runs)
-        metrics = _metrics(bundle, held_out, teacher)
+        predicted = predict(bundle.session.run, bundle.encoder, held_out.examples, bundle.labels)
+        metrics = _metrics(bundle, held_out, teacher, predicted)
         size_mb = sum(f.stat().st_size for f in model_files(tmp, model_file)) / 2**20
         report = {"target": profile.name, "task": quantized.manifest["task"], "metrics": metrics,
                   "latency_ms": result["latency_ms"], "tokenize_ms": result["tokenize_ms"], "size_mb": size_mb,
@@ -79,7 +82,11 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                             for r in references]
         report["models"].append(_row(f"shipped {report['quantization']['name']}", f"{runtime.value} {profile.format.value}",
                                      metrics, report["latency_ms"], size_mb, task))
-        report["budgets"] = check_budgets(profile, report)
+        report["floor"] = _floor(held_out, teacher, predicted, labels)
+        report["baseline"] = {"model": f"{held_out.baseline.name} baseline", "description": held_out.baseline.description,
+                              "metric": PRIMARY_NAME[task], "score": report["floor"]["baseline_score"],
+                              "macro_f1": report["floor"]["baseline_macro_f1"]}
+        report["budgets"] = check_budgets(profile, report) + floor_checks(report["floor"])
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
         if profile.format is ModelFormat.ORT:
             from edgeft.stages.mobile import write_mobile_files
@@ -133,15 +140,30 @@ def target_hardware_present(profile: TargetProfile, host: dict[str, Any]) -> boo
     return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
 
 
-def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any]) -> dict[str, Any]:
-    shipped = bundle.score(held_out.examples)
+def _floor(held_out: HeldOut, teacher: dict[str, Any], predicted: list, labels: list[str]) -> dict[str, Any]:
+    """Teacher and shipped model against the trivial baseline on the test split (gating.floor)."""
+    examples, baseline = held_out.examples, held_out.baseline
+    scored = baseline_metrics(baseline, examples, labels)
+    # NER: the lexicon baseline is reported, not yet enforced (issue 13: its threshold is still being measured).
+    return {"baseline": baseline.name, "description": baseline.description, "enforced": examples.task != "ner",
+            "rule": f"one-sided paired bootstrap over the test examples, {LEVEL:.0%}: the lower bound of (model - "
+                    f"baseline) on {PRIMARY_NAME[examples.task]} must be above 0",
+            "baseline_score": scored[PRIMARY[examples.task]], "baseline_macro_f1": scored["macro_f1"],
+            "teacher": beats(examples, teacher["predicted"], baseline), "shipped": beats(examples, predicted, baseline)}
+
+
+def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any], predicted: list) -> dict[str, Any]:
+    shipped = metrics_of(held_out.examples, predicted, bundle.labels)
+    baseline = baseline_metrics(held_out.baseline, held_out.examples, bundle.labels)
     t = teacher["metrics"]
     if bundle.task == "ner":
         return {**{k: shipped[k] for k in ("f1", "precision", "recall", "macro_f1", "token_accuracy", "n",
                                             "gold_entities", "predicted_entities")},
+                "lexicon_f1": baseline["f1"], "lexicon_macro_f1": baseline["macro_f1"],
                 "teacher_f1": t["f1"], "teacher_macro_f1": t["macro_f1"], "f1_drop": t["f1"] - shipped["f1"],
                 "per_type": shipped["per_type"], "teacher_per_type": t["per_type"]}
     return {"accuracy": shipped["accuracy"], "macro_f1": shipped["macro_f1"],
+            "majority_accuracy": baseline["accuracy"], "majority_macro_f1": baseline["macro_f1"],
             "teacher_accuracy": t["accuracy"], "teacher_macro_f1": t["macro_f1"],
             "accuracy_drop": t["accuracy"] - shipped["accuracy"], "n": shipped["n"],
             "per_class": shipped["per_class"], "teacher_per_class": t["per_class"]}
