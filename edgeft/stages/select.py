@@ -178,7 +178,9 @@ def _check_on_emulator(bundles: dict[str, Path], accurate: list[str], rows: dict
                        dev: Examples) -> tuple[str, dict[str, Any]]:
     """Rule 4 on the emulator: accurate candidates in preference order until one's labels agree with this host's
     on AGREEMENT of the texts; the ones after it are not run (rule 3 would not ship them anyway)."""
-    texts, gold = dev.texts[:EMULATED_TEXTS], dev.labels[:EMULATED_TEXTS]
+    # Evenly spaced over the dev split, which lists its texts class by class: every class gets its share.
+    picks = sorted({int(i) for i in np.linspace(0, len(dev) - 1, min(EMULATED_TEXTS, len(dev)))})
+    texts, gold = [dev.texts[i] for i in picks], [dev.labels[i] for i in picks]
     for name in accurate:
         console.print(f"  {name}: {len(texts)} dev texts on the emulated aarch64 runtime (labels only, not timed)")
         here, result = labels_here_and_on_emulator({name: bundles[name]}, texts)
