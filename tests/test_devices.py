@@ -50,9 +50,16 @@ def sshd(tmp_path_factory):
     server.wait(timeout=10)
 
 
-def test_bench_over_ssh_installs_the_runner_copies_the_bundle_and_returns_json(sshd, tiny_bundles, tmp_path,
-                                                                                monkeypatch):
-    runner = tmp_path / "device-home"  # the device's runner folder (the same machine here: keep it private)
+@pytest.fixture(scope="module")
+def device_home(tmp_path_factory) -> Path:
+    """The device's runner folder (the same machine here: kept private), shared by this module's SSH tests, as a
+    real device keeps its runner: the first test installs it, the later ones find it."""
+    return tmp_path_factory.mktemp("device-home") / "runner"
+
+
+def test_bench_over_ssh_installs_the_runner_copies_the_bundle_and_returns_json(sshd, tiny_bundles, device_home,
+                                                                                tmp_path, monkeypatch):
+    runner = device_home
     monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
     monkeypatch.setenv("EDGEFT_RUNNER_DIR", str(runner))
     out = tmp_path / "bench.json"
@@ -102,10 +109,10 @@ def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tmp_path):
 # ---- the build's candidate race on a device (`edgeft build --bench-device`) ----
 
 def test_a_build_races_its_candidates_on_the_ssh_device_and_the_table_says_so(sshd, tiny_model, tiny_csv, work_dir,
-                                                                              tmp_path, monkeypatch):
+                                                                              device_home, tmp_path, monkeypatch):
     from conftest import tiny_build_args
 
-    runner = tmp_path / "device-home"
+    runner = device_home
     monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
     monkeypatch.setenv("EDGEFT_RUNNER_DIR", str(runner))
     out = tmp_path / "bundle"
