@@ -166,12 +166,18 @@ def build(req: BuildRequest) -> BuildResult:
         return result
 
     teacher = finetuned or timed("finetune", finetune, model_dir, data, split, spec, work)
-    shipped_source = teacher
+    shipped_source, fallback = teacher, None
     if student is not None:
         from edgeft.stages.distill import DistillSpec, distill
 
         dspec = DistillSpec(student=student, max_length=profile.input.max_length, seed=req.seed, device=req.device)
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
+        dev_gold = [teacher.manifest["labels"].index(data.labels[i]) for i in split.dev]
+        fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest, dev_gold,
+                                    profile.budgets.max_accuracy_drop)
+        if fallback is not None:
+            console.print(f"  [yellow]{fallback['reason']}[/]")
+            shipped_source = teacher
     dev_texts = [data.texts[i] for i in split.dev]
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
@@ -232,6 +238,7 @@ def build(req: BuildRequest) -> BuildResult:
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
                                                               "student", "metrics", "soft_targets")}
                     if shipped_source is not teacher else None),
+        "student_fallback": fallback,
         "parity": exported.manifest["parity"],
         "lineage": [{"stage": a.manifest["stage"], "cache_key": a.manifest["cache_key"], "path": str(a.path)}
                     for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher
@@ -256,6 +263,44 @@ def build(req: BuildRequest) -> BuildResult:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
+
+
+def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], dev_gold: list[int],
+                     max_drop: float) -> dict[str, Any] | None:
+    """Why the distilled student does not ship, or None when it holds the accuracy budget on dev.
+
+    The rule is the quantization candidates' (stages/select.py, rule 1): the student's dev accuracy drop against the
+    fp32 teacher (PyTorch, each model's kept evaluation), plus its standard error by a paired bootstrap over the dev
+    texts, must be within `max_drop`. On a small set (90 dev texts) a student has to be clearly as good as its
+    teacher, or the teacher's candidates race instead; on the default tweets (1,863 dev texts) the 3-layer student
+    ships. Dev decides, not test: the test split stays the build's unbiased verdict. Without both models' dev
+    predictions (a --finetuned teacher from elsewhere) the drop alone decides.
+    """
+    import numpy as np
+
+    from edgeft.stages.select import paired_drop_se
+    from edgeft.stages.training import read_dev_predictions
+
+    metrics = distilled.get("metrics", {})
+    t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
+    if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev_gold):
+        t_ok = np.array([[float(p == g)] for p, g in zip(t_pred, dev_gold)])
+        s_ok = np.array([[float(p == g)] for p, g in zip(s_pred, dev_gold)])
+        t_acc, s_acc = float(t_ok.mean()), float(s_ok.mean())
+        se = paired_drop_se("classification", t_ok, s_ok)
+    else:
+        t_acc, s_acc, se = metrics.get("teacher_dev_accuracy"), metrics.get("dev_accuracy"), 0.0
+        if t_acc is None or s_acc is None:
+            return None
+    if t_acc - s_acc + se <= max_drop:
+        return None
+    return {"student_dev_accuracy": s_acc, "teacher_dev_accuracy": t_acc, "drop_se": round(se, 4),
+            "max_accuracy_drop": max_drop, "dev_texts": len(dev_gold),
+            "reason": f"the distilled student does not hold the accuracy budget on this data: dev accuracy "
+                      f"{s_acc:.4f} vs the teacher's {t_acc:.4f} (drop {t_acc - s_acc:+.4f}, standard error "
+                      f"{se:.4f} on {len(dev_gold)} dev texts; drop + error must be <= {max_drop:g}), so the "
+                      f"teacher's candidates race instead (--student none does this directly; more labelled or "
+                      f"unlabelled text, --extra-text FILE, helps a student)"}
 
 
 def open_finetuned(folder: Path, task: str, labels: list[str]):

@@ -92,7 +92,7 @@ def test_split_is_seeded_stratified_and_disjoint(tiny_csv):
     assert not set(a.train) & set(a.test) and not set(a.dev) & set(a.test)
     assert len(a.train) + len(a.dev) + len(a.test) == len(ds.texts)
     test_labels = [ds.labels[i] for i in a.test]
-    assert {test_labels.count(l) for l in ds.label_names} == {12}  # 10 % of 120 per class
+    assert {test_labels.count(l) for l in ds.label_names} == {32}  # 20 % of 160 per class (a small set: 480 texts)
 
 
 def test_stratified_subset_keeps_proportions(tiny_csv):

@@ -17,8 +17,9 @@ from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.student import make_student, spread_layers
 from edgeft.stages.torch_model import load_classifier
 
-TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=3e-3, batch_size=16, max_length=128,
-                         device="cpu")
+# min_steps=0: exactly 5 epochs, as the CLI's --epochs 5 means (no step floor).
+TINY_SPEC = FinetuneSpec(epochs=5, min_steps=0, max_train_samples=None, learning_rate=3e-3, batch_size=16,
+                         max_length=128, device="cpu")
 LABELS = ["negative", "neutral", "positive"]
 # The tiny student learns fast at a high rate, like the tiny teacher (see TINY_TRAINING).
 TINY_DISTILL = ["--epochs", "6", "--learning-rate", "1e-3", "--batch-size", "16", "--device", "cpu"]

@@ -40,7 +40,7 @@ def test_beating_a_baseline_needs_a_margin_that_survives_resampling():
 
 
 def test_a_build_on_shuffled_labels_exits_1_naming_the_majority_baseline(tiny_model, tmp_path):
-    rows = make_rows(360, seed=1)
+    rows = make_rows(480, seed=1)
     labels = [label for _, label in rows]
     random.Random(7).shuffle(labels)  # nothing learnable is left
     data = tmp_path / "shuffled.csv"

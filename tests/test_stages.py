@@ -20,8 +20,9 @@ from edgeft.stages.quantize import quantize
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
 # The same recipe as the CLI tests' TINY_TRAINING, so both share one cached fine-tune.
-TINY_SPEC = FinetuneSpec(epochs=5, max_train_samples=None, learning_rate=3e-3, batch_size=16, max_length=128,
-                         device="cpu")
+# min_steps=0: exactly 5 epochs, as the CLI's --epochs 5 means (no step floor).
+TINY_SPEC = FinetuneSpec(epochs=5, min_steps=0, max_train_samples=None, learning_rate=3e-3, batch_size=16,
+                         max_length=128, device="cpu")
 
 
 @pytest.fixture(scope="module")

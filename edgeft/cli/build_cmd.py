@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import Encoding, LabelColumn, TextColumn
+from edgeft.cli.options import (ClassWeights, Encoding, LabelColumn, MinSteps, SelectMetric, TextColumn,
+                                recipe_overrides)
 
 
 def build(
@@ -24,7 +25,11 @@ def build(
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the subset, initialisation and data order."),
     encoding: str = Encoding,
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs [default: 2; ner 10]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs, exactly (no step floor) "
+                                      "[default: 2, or more to reach --min-steps; ner 10]."),
+    min_steps: int | None = MinSteps,
+    class_weights: str | None = ClassWeights,
+    select_metric: str | None = SelectMetric,
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
@@ -60,9 +65,7 @@ def build(
 
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
-    overrides: dict = {}
-    if epochs is not None:
-        overrides["epochs"] = epochs
+    overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric)
     if max_train_samples is not None:
         overrides["max_train_samples"] = max_train_samples or None
     if learning_rate is not None:

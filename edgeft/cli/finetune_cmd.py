@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import Encoding, LabelColumn, TextColumn
+from edgeft.cli.options import (ClassWeights, Encoding, LabelColumn, MinSteps, SelectMetric, TextColumn,
+                                recipe_overrides)
 
 
 def finetune(
@@ -25,8 +26,11 @@ def finetune(
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     encoding: str = Encoding,
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs at most (early stopping on the dev split) "
-                                      "[default: 2; ner 10]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs at most (early stopping on the dev split), "
+                                      "no step floor [default: 2, or more to reach --min-steps; ner 10]."),
+    min_steps: int | None = MinSteps,
+    class_weights: str | None = ClassWeights,
+    select_metric: str | None = SelectMetric,
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = automatic: "
@@ -68,7 +72,8 @@ def finetune(
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     if time_budget is not None and not search:
         raise BadInput("--time-budget limits a --search; add --search KEY=V1,V2 or drop --time-budget")
-    given = {"epochs": epochs, "learning_rate": learning_rate, "max_length": max_length, "precision": precision,
+    given = {**recipe_overrides(epochs, min_steps, class_weights, select_metric),
+             "learning_rate": learning_rate, "max_length": max_length, "precision": precision,
              "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
     if batch_size is not None:
         given["batch_size"] = batch_size or None

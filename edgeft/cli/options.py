@@ -14,3 +14,29 @@ Bundle = typer.Argument(..., help="A bundle folder written by `edgeft build`.", 
 
 def json_out(help_text: str) -> Path | None:
     return typer.Option(None, "--json", help=help_text)
+
+
+MinSteps = typer.Option(None, "--min-steps", help="Fine-tuning runs at least this many optimizer steps, repeating a "
+                        "small set for more epochs (early stopping on dev still ends it) [default: 300; with "
+                        "--epochs: 0, the epochs exactly].")
+ClassWeights = typer.Option(None, "--class-weights", help="none, or balanced: loss weights ~ 1 / class frequency, "
+                            "for imbalanced labels [default: none].")
+SelectMetric = typer.Option(None, "--select-metric", help="Dev figure that keeps the best epoch: accuracy or "
+                            "macro_f1 (a majority-only model scores low on it) [default: accuracy].")
+
+
+def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: str | None,
+                     select_metric: str | None) -> dict[str, object]:
+    """Fine-tuning fields the user named. --epochs alone means those epochs exactly: the step floor is for the
+    default recipe, not for a user who counted their epochs."""
+    given: dict[str, object] = {}
+    if epochs is not None:
+        given["epochs"] = epochs
+        given["min_steps"] = 0
+    if min_steps is not None:
+        given["min_steps"] = min_steps
+    if class_weights is not None:
+        given["class_weights"] = class_weights
+    if select_metric is not None:
+        given["select_metric"] = select_metric
+    return given

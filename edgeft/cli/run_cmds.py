@@ -175,9 +175,9 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
                            "--data / --runs / --warmup / --threads / --rounds")
         result = bench_on_qemu_arm64(bundle)
         m = result["metrics"]
-        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: accuracy {m['accuracy']:.4f} on "
-                   f"{result['texts']} held-out texts, {result['agreement_with_build']:.1%} of labels as at build "
-                   f"time; latency not measured (emulated)")
+        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: accuracy {m['accuracy']:.4f}, "
+                   f"macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out texts, "
+                   f"{result['agreement_with_build']:.1%} of labels as at build time; latency not measured (emulated)")
     else:
         if data is not None and (data.startswith("packaged:") or not Path(data).is_file()):
             raise BadInput(f"--data '{data}' must be a file to copy to the device (packaged sets live on the build host)")

@@ -196,7 +196,21 @@ class Split:
         return hashlib.sha256(json.dumps([self.train, self.dev, self.test]).encode()).hexdigest()
 
 
-def split_dataset(ds: TextDataset, seed: int, dev_fraction: float = 0.05, test_fraction: float = 0.1) -> Split:
+def held_out_fractions(n_texts: int) -> tuple[float, float]:
+    """(dev, test) shares of the data: 5 % and 10 % of a large set, larger shares of a small one so that dev has
+    about 100 texts and test about 200 (at most 15 % and 20 %): 60 test texts cannot tell a model that learned
+    from the majority-class predictor. From 2,000 texts on, the shares are the plain 5 % / 10 %."""
+    dev = min(0.15, max(0.05, 100 / max(n_texts, 1)))
+    test = min(0.2, max(0.1, 200 / max(n_texts, 1)))
+    return dev, test
+
+
+def split_dataset(ds: TextDataset, seed: int, dev_fraction: float | None = None,
+                  test_fraction: float | None = None) -> Split:
+    """Stratified train / dev / test indices; shares as held_out_fractions() says for the data's size unless given."""
+    default_dev, default_test = held_out_fractions(len(ds.texts))
+    dev_fraction = default_dev if dev_fraction is None else dev_fraction
+    test_fraction = default_test if test_fraction is None else test_fraction
     rng = np.random.default_rng(seed)
     train, dev, test = [], [], []
     by_label: dict[str, list[int]] = {}

@@ -77,18 +77,23 @@ def baseline_metrics(baseline: Baseline, test: Examples, labels: list[str]) -> d
     return metrics_of(test, baseline.predicted, labels)
 
 
-def beats(test: Examples, model_predicted: list, baseline: Baseline, seed: int = 0) -> dict[str, Any]:
-    """One-sided paired bootstrap: does the model's headline metric beat the baseline's on these test examples?"""
+def paired_margin(test: Examples, first: list, second: list, seed: int = 0) -> tuple[float, float]:
+    """(first - second) on the headline metric over these test examples, and its one-sided 95 % lower bound by a
+    paired bootstrap (the same resampled examples score both)."""
     task = test.task
-    ours, theirs = example_stats(test, model_predicted), example_stats(test, baseline.predicted)
+    ours, theirs = example_stats(test, first), example_stats(test, second)
     n = len(ours)
     margin = float(headline_of_sums(task, ours.sum(0), n) - headline_of_sums(task, theirs.sum(0), n))
     if n == 0:
-        lower = 0.0
-    else:
-        picks = np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))
-        margins = headline_of_sums(task, ours[picks].sum(1), n) - headline_of_sums(task, theirs[picks].sum(1), n)
-        lower = float(np.quantile(margins, 1 - LEVEL))
+        return margin, 0.0
+    picks = np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))
+    margins = headline_of_sums(task, ours[picks].sum(1), n) - headline_of_sums(task, theirs[picks].sum(1), n)
+    return margin, float(np.quantile(margins, 1 - LEVEL))
+
+
+def beats(test: Examples, model_predicted: list, baseline: Baseline, seed: int = 0) -> dict[str, Any]:
+    """One-sided paired bootstrap: does the model's headline metric beat the baseline's on these test examples?"""
+    margin, lower = paired_margin(test, model_predicted, baseline.predicted, seed)
     return {"baseline": baseline.name, "margin": margin, "lower_bound": lower, "level": LEVEL,
             "resamples": RESAMPLES, "passed": lower > 0}
 
@@ -96,8 +101,9 @@ def beats(test: Examples, model_predicted: list, baseline: Baseline, seed: int =
 def floor_message(failed: list[str], baseline: Baseline, score: float, metric: str, task: str) -> str:
     """One line: which model did not beat which baseline, the likely causes and what to try."""
     more = ("more labelled sentences, or more epochs (--epochs)" if task == "ner" else
-            "more labelled texts, more optimizer steps (--epochs, --max-train-samples 0 for the whole split), or "
-            "check that the label column holds what the texts say (--label-column)")
+            "more labelled texts, more optimizer steps (--min-steps 600, --max-train-samples 0 for the whole "
+            "split), --class-weights balanced if one label dominates, or check that the label column holds what the "
+            "texts say (--label-column)")
     return (f"{' and '.join(failed)} did not beat the {baseline.name} baseline ({baseline.description}: "
             f"{metric} {score:.4f}) on the test split (one-sided paired bootstrap, {LEVEL:.0%}), so it learned "
             f"nothing usable: likely too little data, unlearnable or shuffled labels, or too few training steps; try "

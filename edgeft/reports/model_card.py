@@ -129,4 +129,6 @@ def _floor_line(report: dict[str, Any]) -> str:
                          f"{floor[who]['margin']:+.4f}, 95 % lower bound {floor[who]['lower_bound']:+.4f})"
                          for who in ("teacher", "shipped"))
     enforced = "" if floor.get("enforced", True) else " (reported, not yet enforced for NER)"
-    return f" Floor{enforced}: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}."
+    fallback = report.get("student_fallback")
+    shipped = f" Shipped the teacher: {fallback['reason']}." if fallback else ""
+    return f" Floor{enforced}: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"

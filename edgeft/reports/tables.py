@@ -35,10 +35,13 @@ def print_build_summary(bundle: Path, report: dict[str, Any]) -> None:
                   f"{report['host']['cpu']}")
     for check in report["budgets"]:
         mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-        console.print(f"budget {check['name']}: {check['observed']:.4f} (limit {check['limit']}) {mark}")
+        note = f" ({check['note']})" if check.get("note") else ""
+        console.print(f"budget {check['name']}: {check['observed']:.4f} (limit {check['limit']}) {mark}{note}")
     if report.get("baseline"):
         console.print(f"{report['baseline']['model']}: {report['baseline']['description']}; "
                       f"{report['floor']['rule']}")
+    if report.get("student_fallback"):
+        console.print(f"[yellow]{report['student_fallback']['reason']}[/]")
 
 
 def print_bench(result: dict[str, Any]) -> None:

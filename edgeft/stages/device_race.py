@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeft.artifact import Artifact, write_manifest
+from edgeft.backends import backend
 from edgeft.devices import parse_device
 from edgeft.devices.ssh import SshDevice
 from edgeft.errors import BadInput
-from edgeft.profile import ModelFormat, Runtime, TargetProfile
+from edgeft.profile import Runtime, TargetProfile
 from edgeft.stages.package import bundle_spec, target_hardware_present
 from edgeft.stages.tokenizer_files import write_input_policy
 from edgeft.stages.torch_model import TOKENIZER_FILES
@@ -83,7 +84,7 @@ def open_bench_device(spec: str, profile: TargetProfile, task: str) -> BenchDevi
 def write_candidate_bundle(folder: Path, name: str, artifact: Artifact, profile: TargetProfile, runtime: Runtime,
                            labels: list[str], task: str, check_texts: list[str]) -> Path:
     """Turn `folder` (holding the candidate's model in the shipped format) into a bundle `edgeft race` can load."""
-    model_file = next(p for p in folder.iterdir() if p.name == _model_file_name(profile))
+    model_file = folder / backend(runtime).MODEL_FILES[profile.format]
     for file in TOKENIZER_FILES:
         if (artifact.path / file).is_file():
             shutil.copy2(artifact.path / file, folder / file)
@@ -92,11 +93,6 @@ def write_candidate_bundle(folder: Path, name: str, artifact: Artifact, profile:
     spec = bundle_spec(profile, runtime, model_file.name, labels, folder, task)
     write_manifest(folder, {"stage": "candidate", "kind": "bundle", "candidate": name, "bundle": spec})
     return folder
-
-
-def _model_file_name(profile: TargetProfile) -> str:
-    return {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort",
-            ModelFormat.OPENVINO_IR: "openvino_model.xml"}[profile.format]
 
 
 def race_on_device(device: BenchDevice, bundles: dict[str, Path], texts: list[str], rounds: int,

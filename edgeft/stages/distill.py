@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.data.text import Split, TextDataset, stratified_subset
-from edgeft.metrics import accuracy
+from edgeft.metrics import accuracy, macro_f1
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
@@ -27,7 +27,7 @@ from edgeft.runtime.scoring import sentence_logits
 from edgeft.stages.finetune import model_hash, resolve_device, save_model
 from edgeft.stages.student import make_student, parameter_count, prepare_student
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
-from edgeft.stages.training import Schedule, train
+from edgeft.stages.training import PATIENCE_STEPS, Schedule, StepPlan, train, write_dev_predictions
 
 IGNORE = -100  # no hard label here: unlabelled extra text, or (token tasks) padding and sub-word positions
 
@@ -137,20 +137,28 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
                                                                    feeds["attention_mask"], projections)
         return loss
 
-    def dev_score() -> float:
-        return accuracy(dev_y, torch_logits(student, encode, dev_texts, device=device).argmax(-1))
+    evaluations: list[list[int]] = []
+
+    def dev_score() -> dict[str, float]:
+        predicted = torch_logits(student, encode, dev_texts, device=device).argmax(-1)
+        evaluations.append(predicted.tolist())
+        return {"dev_accuracy": accuracy(dev_y, predicted), "dev_macro_f1": macro_f1(dev_y, predicted, len(labels))}
 
     params = list(student.named_parameters())
     if projections is not None:
         params += [(f"projection.{n}", p) for n, p in projections.named_parameters()]
     epochs = max(recipe.epochs, math.ceil(recipe.min_examples / len(texts)))
-    schedule = Schedule(epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
-                        recipe.weight_decay, recipe.patience, spec.seed)
+    # Patience in steps as for the teacher: a small set's epochs are a few steps, and one noisy dev epoch must not
+    # end the student's training (30,000 tweets: ~1,000 steps an epoch, patience stays one epoch).
+    steps = StepPlan.of(len(texts), recipe.batch_size, epochs, 0, recipe.patience, PATIENCE_STEPS)
+    schedule = Schedule(steps.epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
+                        recipe.weight_decay, steps.patience, spec.seed)
     metrics = train(student, params, lengths, schedule, device, batch_loss, dev_score, "distill")
     save_model(student, teacher_art.path, out)
+    write_dev_predictions(out, evaluations, metrics, schedule.metric)
     return {"kind": "hf-model", "task": task, "labels": labels, "device": device,
             "spec": spec.model_dump(mode="json"), "train_samples": len(chosen), "extra_texts": len(extra_texts),
-            "epochs": epochs,
+            "epochs": epochs, "patience_epochs": steps.patience,
             "student": {"layers": len(plan.layers), "teacher_layers": list(plan.layers), "copied": plan.copied,
                         "ffn": student.config.intermediate_size, "hidden_size": s_width,
                         "parameters": parameter_count(student), "teacher_parameters": parameter_count(teacher)},

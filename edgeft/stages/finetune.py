@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_file, stage_key
 from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.errors import BadInput
-from edgeft.metrics import accuracy
+from edgeft.metrics import accuracy, macro_f1
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.torch_model import (TOKENIZER_FILES, load_classifier, set_training_options, torch_logits,
                                        torch_modules, torch_runner)
-from edgeft.stages.training import Schedule, Workers, train
+from edgeft.stages.training import PATIENCE_STEPS, Schedule, StepPlan, Workers, train, write_dev_predictions
 
 IGNORE = -100  # positions without a label: special tokens, padding, and every sub-word after a word's first
 # What each task optimises on the dev split (and what the HPO search and early stopping compare).
@@ -37,6 +37,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classification": {},
     "ner": {"epochs": 10, "learning_rate": 1e-4, "max_train_samples": None, "patience": 3, "batch_size": 16},
 }
+
+
+# Below this many training texts the automatic batch is 16 rather than 32 (docs/experiments/recipes.md).
+SMALL_SET = 2000
 
 
 class FinetuneSpec(BaseModel):
@@ -56,6 +60,16 @@ class FinetuneSpec(BaseModel):
     max_length: int = Field(128, ge=8, le=512)
     # Stop when the dev metric has not improved for this many epochs; the best epoch is kept either way.
     patience: int = Field(1, ge=1)
+    # The unit is the optimizer step: a small set is repeated for more epochs until training has taken at least
+    # min_steps (early stopping on dev still ends it sooner), and early stopping waits patience_steps without a
+    # better dev score (at least `patience` epochs). 8,000 tweets (2 x 250 steps) are untouched; 500 texts get 300
+    # steps instead of 32 (docs/experiments/recipes.md).
+    min_steps: int = Field(300, ge=0)
+    patience_steps: int = Field(PATIENCE_STEPS, ge=0)
+    # Imbalanced data: balanced class weights in the loss (weights ~ 1 / class frequency), and which dev figure picks
+    # the best epoch (accuracy, or macro-F1, which a majority-only model cannot score well on).
+    class_weights: Literal["none", "balanced"] = "none"
+    select_metric: Literal["accuracy", "macro_f1"] = "accuracy"
     # Word embeddings as pretrained, and no dropout: 1.6x faster steps on a CPU (torch profiler), which pays for the
     # distilled student in the same 15-minute default build; accuracy measured in docs/experiments/distillation.md.
     freeze_embeddings: bool = True
@@ -74,6 +88,13 @@ class FinetuneSpec(BaseModel):
     def for_task(cls, task: str, **fields: Any) -> FinetuneSpec:
         """The task's default recipe with `fields` (the profile's or the user's) on top."""
         return cls(**{"task": task, **TASK_DEFAULTS.get(task, {}), **fields})
+
+
+def dev_metric(spec: FinetuneSpec) -> str:
+    """The dev figure that picks the best epoch (and that the HPO search compares)."""
+    if spec.task == "ner":
+        return DEV_METRIC["ner"]
+    return f"dev_{spec.select_metric}"
 
 
 def resolve_device(requested: str) -> str:
@@ -136,18 +157,24 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
     if batch_size is None:
         batch_size = fit_batch_size(model, spec.max_length, device, len(examples.lengths))
         learning_rate *= math.sqrt(batch_size / 32)
-    metric = DEV_METRIC[spec.task]
-    schedule = Schedule(spec.epochs, learning_rate, batch_size, spec.warmup_ratio, spec.weight_decay,
-                        spec.patience, spec.seed, spec.precision, spec.compile, metric)
+    metric = dev_metric(spec)
+    plan = StepPlan.of(len(examples.lengths), batch_size, spec.epochs, spec.min_steps, spec.patience,
+                       spec.patience_steps, Workers.from_env().world_size)
+    schedule = Schedule(plan.epochs, learning_rate, batch_size, spec.warmup_ratio, spec.weight_decay,
+                        plan.patience, spec.seed, spec.precision, spec.compile, metric)
     metrics = train(model, list(model.named_parameters()), examples.lengths, schedule, device, examples.batch_loss,
                     lambda: examples.dev_score(model), "fine-tune", checkpoint=checkpoint)
+    if spec.task == "classification":
+        write_dev_predictions(out, examples.evaluations, metrics, metric)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if spec.peft == "lora":
         model = model.merge_and_unload()  # plain weights: export and every runtime see an ordinary model
     save_model(model, base_model, out)
     return {"kind": "hf-model", "task": spec.task, "labels": labels, "device": device,
             "spec": spec.model_dump(), "train_samples": len(examples.lengths),
-            "trainable_parameters": trainable, "learning_rate": learning_rate,
+            "trainable_parameters": trainable, "learning_rate": learning_rate, "batch_size": batch_size,
+            "plan": {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch, "max_steps": plan.steps,
+                     "patience_epochs": plan.patience},
             "metrics": metrics, "versions": library_versions("torch", "transformers", "peft")}
 
 
@@ -157,7 +184,8 @@ class _Examples:
 
     lengths: np.ndarray
     batch_loss: Callable[[Any, np.ndarray], Any]
-    dev_score: Callable[[Any], float]
+    dev_score: Callable[[Any], float | dict[str, float]]
+    evaluations: list[list[int]]  # classification: each evaluation's dev predictions, in order
 
 
 def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec, labels: list[str],
@@ -170,15 +198,24 @@ def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec
     dev_texts = [data.texts[i] for i in split.dev]
     dev_y = [index[data.labels[i]] for i in split.dev]
 
+    weights = None
+    if spec.class_weights == "balanced":
+        weights = torch.tensor(balanced_class_weights(y, len(labels)), dtype=torch.float32, device=device)
+
     def batch_loss(forward, batch: np.ndarray):
         feeds = {k: torch.from_numpy(v).to(device) for k, v in encode([texts[i] for i in batch]).items()}
-        return forward(**feeds, labels=torch.from_numpy(y[batch]).to(device)).loss
+        logits = forward(**feeds).logits
+        return torch.nn.functional.cross_entropy(logits.float(), torch.from_numpy(y[batch]).to(device), weight=weights)
 
-    def dev_score(model) -> float:
-        return accuracy(dev_y, torch_logits(model, encode, dev_texts, device=device).argmax(-1))
+    evaluations: list[list[int]] = []
+
+    def dev_score(model) -> dict[str, float]:
+        predicted = torch_logits(model, encode, dev_texts, device=device).argmax(-1)
+        evaluations.append(predicted.tolist())
+        return {"dev_accuracy": accuracy(dev_y, predicted), "dev_macro_f1": macro_f1(dev_y, predicted, len(labels))}
 
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
-    return _Examples(lengths, batch_loss, dev_score)
+    return _Examples(lengths, batch_loss, dev_score, evaluations)
 
 
 def _ner_examples(data, split: Split, spec: FinetuneSpec, labels: list[str], encode: TextEncoder,
@@ -212,14 +249,22 @@ def _ner_examples(data, split: Split, spec: FinetuneSpec, labels: list[str], enc
         return entity_metrics(dev_tags, predicted)["f1"]
 
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(sentences, is_pretokenized=True)])
-    return _Examples(lengths, batch_loss, dev_score)
+    return _Examples(lengths, batch_loss, dev_score, [])
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, n / (classes x count): every class weighs as much in the loss as the
+    others together would if they were as rare. A class absent from the training subset keeps weight 1."""
+    counts = np.bincount(y, minlength=n_classes)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 1.0)
 
 
 def fit_batch_size(model, max_length: int, device: str, n_examples: int) -> int:
     """The largest power-of-two batch (32..256) whose forward + backward at the maximum length fits the GPU, and
-    that still leaves 20 steps per epoch. On a CPU: 32 (larger batches only slow convergence there)."""
+    that still leaves 20 steps per epoch. On a CPU: 32 (larger batches only slow convergence there), and 16 for a
+    small set (under SMALL_SET texts), where more, noisier steps per epoch learn more from few texts."""
     if not device.startswith("cuda"):
-        return 32
+        return 32 if n_examples >= SMALL_SET else 16
     torch, _ = torch_modules()
     best = 32
     for size in (64, 128, 256):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeft.artifact import Artifact, atomic_folder, read_manifest, write_manifest
-from edgeft.stages.finetune import DEV_METRIC, FinetuneSpec, finetune, labels_of
+from edgeft.stages.finetune import FinetuneSpec, dev_metric, finetune, labels_of
 from edgeft.stages.training import Workers
 
 
@@ -84,7 +84,7 @@ def print_report(out: Path, art: Artifact, metrics: dict[str, Any], trials: list
 
     console = _console()
     train = art.manifest["metrics"]
-    metric = DEV_METRIC[spec.task]
+    metric = dev_metric(spec)
     if trials:
         table = Table(title="hyperparameter search (dev split)")
         for col in ("trial", *trials[0]["params"], metric, "best epoch", "s", "status"):

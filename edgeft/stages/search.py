@@ -19,7 +19,7 @@ from edgeft.data.text import Split
 from edgeft.errors import BadInput
 from edgeft.profile import describe_validation_error
 from edgeft.progress import console
-from edgeft.stages.finetune import DEV_METRIC, FinetuneSpec, finetune
+from edgeft.stages.finetune import FinetuneSpec, dev_metric, finetune
 
 SEARCHABLE = ("learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay", "lora_r", "max_train_samples")
 
@@ -42,7 +42,9 @@ def trial_specs(spec: FinetuneSpec, grid: dict[str, list[str]]) -> list[Finetune
     for values in itertools.product(*(grid[k] for k in keys)):
         try:
             # Validated like any spec (model_copy would skip validation): "abc" or -1 is a one-line error.
-            specs.append(FinetuneSpec(**{**spec.model_dump(), **dict(zip(keys, values))}))
+            # A trial that names its epochs runs exactly those (no step floor), as --epochs does.
+            floor = {"min_steps": 0} if "epochs" in keys and "min_steps" not in keys else {}
+            specs.append(FinetuneSpec(**{**spec.model_dump(), **floor, **dict(zip(keys, values))}))
         except ValidationError as exc:
             raise BadInput(f"--search value {describe_validation_error(exc)}") from None
     return specs
@@ -55,7 +57,7 @@ def search(base_model: Path, data, split: Split, spec: FinetuneSpec, grid: dict[
     A trial starts only if the time spent so far plus the longest trial yet fits the budget, so the search ends
     near the budget instead of far past it; the first trial always runs.
     """
-    metric = DEV_METRIC[spec.task]
+    metric = dev_metric(spec)
     specs = trial_specs(spec, grid)
     started, longest = time.perf_counter(), 0.0
     trials: list[dict[str, Any]] = []

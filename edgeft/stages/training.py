@@ -79,6 +79,57 @@ class Workers:
             torch.distributed.destroy_process_group()
 
 
+# Early stopping waits at least this many optimizer steps without a better dev score (FinetuneSpec.patience_steps).
+PATIENCE_STEPS = 100
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How long a run may train, in optimizer steps rather than epochs: a small set (500 texts = 16 steps an epoch)
+    is repeated until it has had `min_steps`, and early stopping waits `patience_steps` without a better dev score
+    before it stops, so a noisy dev split of 30 texts cannot end training after one short epoch."""
+
+    epochs: int
+    steps_per_epoch: int
+    patience: int  # in evaluations (one per epoch)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @classmethod
+    def of(cls, n_examples: int, batch_size: int, epochs: int, min_steps: int, patience: int, patience_steps: int,
+           world_size: int = 1) -> StepPlan:
+        per_epoch = max(1, math.ceil(n_examples / batch_size) // world_size)
+        return cls(max(epochs, math.ceil(min_steps / per_epoch)), per_epoch,
+                   max(patience, math.ceil(patience_steps / per_epoch)))
+
+
+# The best evaluation's dev predictions (label indices), written beside a trained model: the build compares a
+# student with its teacher on them, paired, text by text (pipeline.student_fallback).
+DEV_PREDICTIONS = "dev_predictions.json"
+
+
+def best_evaluation(history: list[dict[str, Any]], metric: str) -> int | None:
+    """Index of the evaluation whose weights train() kept: the first one with the best score."""
+    scores = [h[metric] for h in history if isinstance(h.get(metric), (int, float)) and not math.isnan(h[metric])]
+    if len(scores) != len(history) or not scores:
+        return None
+    return scores.index(max(scores))
+
+
+def write_dev_predictions(out: Path, evaluations: list[list[int]], metrics: dict[str, Any], metric: str) -> None:
+    """The kept evaluation's predictions, when every evaluation of this run was seen (not after a resume)."""
+    best = best_evaluation(metrics["history"], metric)
+    if best is not None and len(evaluations) == len(metrics["history"]):
+        (out / DEV_PREDICTIONS).write_text(json.dumps(evaluations[best]), encoding="utf-8")
+
+
+def read_dev_predictions(folder: Path) -> list[int] | None:
+    path = folder / DEV_PREDICTIONS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def resolve_precision(requested: str, device: str) -> str:
     torch, _ = torch_modules()
     if requested not in PRECISIONS:
@@ -95,7 +146,7 @@ def resolve_precision(requested: str, device: str) -> str:
 
 
 def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: str,
-          batch_loss: Callable[[Any, np.ndarray], Any], dev_score: Callable[[], float], label: str,
+          batch_loss: Callable[[Any, np.ndarray], Any], dev_score: Callable[[], float | dict[str, float]], label: str,
           checkpoint: Path | None = None, checkpoint_seconds: float = 300.0) -> dict[str, Any]:
     """Train `params` of `model` on examples 0..len(lengths)-1; `batch_loss(forward, indices)` returns the loss
     tensor, calling `forward` (the model, or its compiled / DistributedDataParallel wrapper) for the outputs.
@@ -184,13 +235,19 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                     _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
                     last_save = time.perf_counter()
             model.eval()
-            score = dev_score()
+            scores = dev_score()
+            # A caller may measure several figures (dev accuracy and macro-F1): all are logged, one decides.
+            scores = scores if isinstance(scores, dict) else {schedule.metric: scores}
+            score = scores[schedule.metric]
             elapsed = time.perf_counter() - started
-            state["history"].append({"epoch": epoch, schedule.metric: score, "seconds": round(elapsed, 1)})
+            state["history"].append({"epoch": epoch, **scores, "steps": epoch * steps_per_epoch,
+                                     "seconds": round(elapsed, 1)})
             if workers.main:
-                console.print(f"  epoch {epoch}: {schedule.metric.replace('_', ' ')} {score:.4f} ({elapsed:.0f} s)")
+                shown = " · ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
+                console.print(f"  epoch {epoch} (step {epoch * steps_per_epoch}): {shown} ({elapsed:.0f} s)")
             if score > state["best"]:
                 state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
+                state["best_scores"] = scores
             elif score < state["best"]:
                 # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
                 # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
@@ -206,7 +263,8 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
         model.load_state_dict(best_state)
     if checkpoint is not None and workers.main:
         shutil.rmtree(checkpoint, ignore_errors=True)
-    return {schedule.metric: state["best"], "history": state["history"],
+    return {**state.get("best_scores", {}), schedule.metric: state["best"], "history": state["history"],
+            "epochs_run": len(state["history"]), "steps_run": len(state["history"]) * steps_per_epoch,
             "train_samples_per_s": round(state["seen"] / seconds, 1), "train_seconds": round(seconds, 1),
             "precision": precision, "compiled": schedule.compile, "processes": workers.world_size,
             "batch_size_per_process": schedule.batch_size}

@@ -1,0 +1,281 @@
+"""`make bench-recipes`: does edgeft's default recipe learn on the data users bring, against plain `Trainer` defaults?
+
+Data sets (each drawn once per seed from the packaged corpora, then split by edgeft's own `split_dataset` with that
+seed, so both sides train, stop and are tested on exactly the same texts):
+- `tweets-N` (N = 200, 600, 2000, 8000): N tweets drawn at random (3 classes, majority ~43 %);
+- `bbc-N` (N = 200, 600, 2000): N BBC News articles (5 topics; the corpus ends at 2,125);
+- `tweets-imb-600`: 600 tweets, 65 % negative, 20 % neutral, 15 % positive (majority >= 60 %).
+
+Sides, per data set and seed:
+- `edgeft`: `edgeft build --target x86-avx2` as a user runs it (a subprocess, its own work folder): the shipped
+  bundle's test accuracy / macro-F1 on ONNX Runtime from its report.json, wall-clock of the whole build. A build that
+  exits 1 on the floor (no better than the majority class) counts with its bundle's figures and is flagged.
+- `trainer`: `transformers.Trainer` with its defaults (3 epochs, batch 8, lr 5e-5, linear decay, dropout as the
+  model's config) on the full train split, scored on the test split in PyTorch fp32; wall-clock of training.
+- `majority`: the majority class of the train split, scored on the test split.
+
+`--stage finetune` replaces the `edgeft` side by edgeft's fine-tune stage alone under named recipe variants (the
+experiment that chose the defaults; docs/experiments/recipes.md): the teacher's test figures in PyTorch fp32.
+
+Rows are appended to a JSONL file as they finish (`--results`), and a rerun skips rows already there, so a long run
+can be stopped and resumed. The summary table gives, per data set and side, mean and 95 % t-interval over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeft.data.text import TextDataset, load_dataset, split_dataset
+from edgeft.metrics import accuracy, macro_f1
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ["tweets-200", "tweets-600", "tweets-imb-600", "bbc-200", "bbc-600", "tweets-2000", "bbc-2000", "tweets-8000"]
+# Named fine-tune variants for --stage finetune: FinetuneSpec fields on top of the task default.
+VARIANTS: dict[str, dict[str, Any]] = {
+    # The recipe before the adaptive one: 2 epochs of batch 32, patience one epoch, whatever the data size.
+    "fixed-epochs": {"min_steps": 0, "patience_steps": 0, "batch_size": 32},
+    "default": {},
+    "default+unfrozen": {"freeze_embeddings": False, "dropout": 0.1},
+    "default+macro-f1": {"select_metric": "macro_f1"},
+    "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},
+}
+IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
+
+
+def draw(name: str, seed: int) -> TextDataset:
+    """The data set `name` for this seed: a random draw from a packaged corpus (class mix as the corpus has it, or
+    the fixed imbalanced mix)."""
+    corpus, _, size = name.rpartition("-")
+    source = "packaged:bbc" if corpus.startswith("bbc") else "packaged:tweets"
+    full = load_dataset(source)
+    rng = np.random.default_rng(1000 + seed)
+    n = int(size)
+    if corpus.endswith("imb"):
+        by_label = collections.defaultdict(list)
+        for i, label in enumerate(full.labels):
+            by_label[label].append(i)
+        chosen = []
+        for label, share in IMBALANCED.items():
+            chosen += rng.choice(by_label[label], round(n * share), replace=False).tolist()
+    else:
+        chosen = rng.choice(len(full.texts), min(n, len(full.texts)), replace=False).tolist()
+    chosen.sort()
+    texts, labels = [full.texts[i] for i in chosen], [full.labels[i] for i in chosen]
+    digest = hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest()
+    return TextDataset(texts, labels, f"{name}/seed{seed}", digest, {})
+
+
+def write_csv(ds: TextDataset, path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(ds.texts, ds.labels))
+
+
+def majority_row(ds: TextDataset, seed: int) -> dict[str, Any]:
+    split = split_dataset(ds, seed)
+    labels = ds.label_names
+    top = collections.Counter(ds.labels[i] for i in split.train).most_common(1)[0][0]
+    gold = [labels.index(ds.labels[i]) for i in split.test]
+    pred = [labels.index(top)] * len(gold)
+    return {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred, len(labels)), "seconds": 0.0,
+            "train": len(split.train), "dev": len(split.dev), "test": len(split.test)}
+
+
+def edgeft_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
+    data = work / "data.csv"
+    write_csv(ds, data)
+    bundle = work / "bundle"
+    command = [str(Path(sys.executable).parent / "edgeft"), "build", "--target", "x86-avx2", "--data", str(data),
+               "--seed", str(seed), "--out", str(bundle), "--work-dir", str(work / "cache")]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1) or not (bundle / "report.json").is_file():
+        raise RuntimeError(f"edgeft build exited {done.returncode}: {done.stderr[-2000:]}")
+    report = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
+    metrics = report["metrics"]
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    finetune = manifest.get("finetune", {}).get("metrics", {})
+    floor = report.get("floor") or {}
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 1),
+            "exit": done.returncode,
+            "floor_failed": any(not floor.get(who, {}).get("passed", True) for who in ("teacher", "shipped")),
+            "budgets_failed": [c["name"] for c in report["budgets"] if not c["passed"]],
+            "teacher_accuracy": metrics.get("teacher_accuracy"), "shipped": report["quantization"]["name"],
+            "student_fallback": report.get("student_fallback") is not None,
+            "student_shipped": manifest.get("distill") is not None,
+            "teacher_epochs": finetune.get("epochs_run"), "teacher_steps": finetune.get("steps_run")}
+
+
+def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[str, Any]:
+    from edgeft.data.assets import DEFAULT_MODEL, packaged_model
+    from edgeft.metrics import classification_metrics
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+    from edgeft.stages.finetune import FinetuneSpec, finetune
+    from edgeft.stages.torch_model import load_classifier, torch_logits
+
+    split = split_dataset(ds, seed)
+    spec = FinetuneSpec.for_task("classification", seed=seed, device="cpu", **VARIANTS[variant])
+    started = time.perf_counter()
+    art = finetune(packaged_model(DEFAULT_MODEL).path, ds, split, spec, work)
+    seconds = time.perf_counter() - started
+    labels = art.manifest["labels"]
+    model = load_classifier(art.path, task="classification")
+    encode = TextEncoder(art.path / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
+    predicted = torch_logits(model, encode, [ds.texts[i] for i in split.test]).argmax(-1).tolist()
+    metrics = classification_metrics([labels.index(ds.labels[i]) for i in split.test], predicted, labels)
+    trained = art.manifest["metrics"]
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 1),
+            "epochs_run": trained.get("epochs_run"), "steps_run": trained.get("steps_run"),
+            "batch_size": art.manifest.get("batch_size")}
+
+
+def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from edgeft.data.assets import DEFAULT_MODEL, packaged_model
+
+    split = split_dataset(ds, seed)
+    labels = ds.label_names
+    folder = packaged_model(DEFAULT_MODEL).path
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    transformers.set_seed(seed)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+
+    def rows(indices: list[int]) -> list[dict[str, Any]]:
+        encoded = tokenizer([ds.texts[i] for i in indices], truncation=True, max_length=128)
+        return [{"input_ids": encoded["input_ids"][k], "attention_mask": encoded["attention_mask"][k],
+                 "token_type_ids": encoded["token_type_ids"][k], "labels": labels.index(ds.labels[i])}
+                for k, i in enumerate(indices)]
+
+    # Every TrainingArguments default stays (3 epochs, batch 8, lr 5e-5, linear decay, no warm-up); only what would
+    # write files or reach the network is switched off.
+    args = transformers.TrainingArguments(output_dir=str(work / "trainer"), report_to=[], save_strategy="no",
+                                          logging_strategy="no", seed=seed, use_cpu=True, disable_tqdm=True)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=rows(split.train),
+                                   data_collator=transformers.DataCollatorWithPadding(tokenizer))
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    model.eval()
+    gold, predicted = [], []
+    with torch.no_grad():
+        for start in range(0, len(split.test), 32):
+            batch = rows(split.test[start:start + 32])
+            gold += [r.pop("labels") for r in batch]
+            feeds = transformers.DataCollatorWithPadding(tokenizer)(batch)
+            predicted += model(**feeds).logits.argmax(-1).tolist()
+    return {"accuracy": accuracy(gold, predicted), "macro_f1": macro_f1(gold, predicted, len(labels)),
+            "seconds": round(seconds, 1)}
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % t-interval (0 for one value)."""
+    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, t95.get(len(values) - 1, 2.0) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for row in results:
+        groups[(row["set"], row["side"])].append(row)
+    lines = ["| data set | side | seeds | test accuracy | macro-F1 | wall-clock s | note |", "|---|---|---|---|---|---|---|"]
+    for name in SETS:
+        sides = sorted({side for (s, side) in groups if s == name}, key=lambda x: (x != "majority", x))
+        for side in sides:
+            rows = groups[(name, side)]
+            acc, acc_ci = interval([r["accuracy"] for r in rows])
+            f1, f1_ci = interval([r["macro_f1"] for r in rows])
+            secs = float(np.mean([r["seconds"] for r in rows]))
+            failed = sum(bool(r.get("floor_failed")) for r in rows)
+            over = sum(r.get("exit") == 1 and not r.get("floor_failed") for r in rows)
+            teacher = sum(r.get("student_shipped") is False for r in rows)
+            note = "; ".join(part for part in (
+                f"floor failed {failed}/{len(rows)}" if failed else "",
+                f"exit 1 on a budget {over}/{len(rows)}" if over else "",
+                f"shipped the teacher {teacher}/{len(rows)}" if teacher else "") if part)
+            lines.append(f"| {name} | {side} | {len(rows)} | {acc:.3f} ± {acc_ci:.3f} | {f1:.3f} ± {f1_ci:.3f} | "
+                         f"{secs:.0f} | {note} |")
+        for side in sides:
+            if side in ("majority", "trainer"):
+                continue
+            # Paired by seed (same draw, same split): the comparison the noise of one small split cannot blur.
+            mine = {r["seed"]: r for r in groups[(name, side)]}
+            theirs = {r["seed"]: r for r in groups.get((name, "trainer"), [])}
+            seeds = sorted(set(mine) & set(theirs))
+            if not seeds:
+                continue
+            acc, acc_ci = interval([mine[k]["accuracy"] - theirs[k]["accuracy"] for k in seeds])
+            f1, f1_ci = interval([mine[k]["macro_f1"] - theirs[k]["macro_f1"] for k in seeds])
+            lines.append(f"| {name} | {side} minus trainer (paired) | {len(seeds)} | {acc:+.3f} ± {acc_ci:.3f} | "
+                         f"{f1:+.3f} ± {f1_ci:.3f} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--seeds", type=int, default=5, help="seeded draws + splits for sets under 2,000 texts")
+    parser.add_argument("--large-seeds", type=int, default=1, help="draws for sets of 2,000 texts and more")
+    parser.add_argument("--stage", choices=["build", "finetune"], default="build")
+    parser.add_argument("--variants", default="fixed-epochs,default")
+    parser.add_argument("--no-trainer", action="store_true")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "experiments" / "recipes.jsonl")
+    args = parser.parse_args()
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
+    have = {(r["set"], r["side"], r["seed"]) for r in done}
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"host: {cpu}, {os.cpu_count()} cores; results in {args.results}")
+    sides = ["majority"] + ([] if args.no_trainer else ["trainer"])
+    sides += ["edgeft"] if args.stage == "build" else [f"finetune:{v}" for v in args.variants.split(",")]
+    for name in args.sets.split(","):
+        seeds = args.seeds if int(name.rpartition("-")[2]) < 2000 else args.large_seeds
+        for seed in range(seeds):
+            ds = None
+            for side in sides:
+                if (name, side, seed) in have:
+                    continue
+                ds = ds or draw(name, seed)
+                with tempfile.TemporaryDirectory(prefix="edgeft-recipes-") as tmp:
+                    if side == "majority":
+                        row = majority_row(ds, seed)
+                    elif side == "trainer":
+                        row = trainer_row(ds, seed, Path(tmp))
+                    elif side == "edgeft":
+                        row = edgeft_row(ds, seed, Path(tmp))
+                    else:
+                        row = finetune_row(ds, seed, Path(tmp), side.partition(":")[2])
+                row = {"set": name, "side": side, "seed": seed, "cpu": cpu, **row}
+                print(json.dumps(row), flush=True)
+                with args.results.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                done.append(row)
+    print(f"\nhost: {cpu}, {os.cpu_count()} cores")
+    print(summary([r for r in done if r["set"] in args.sets.split(",") and r["side"] in sides]))
+
+
+if __name__ == "__main__":
+    main()
