@@ -189,11 +189,12 @@ def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
 
 def interval(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of a 95 % t-interval (0 for one value)."""
-    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+    from scipy.stats import t
+
     mean = float(np.mean(values))
     if len(values) < 2:
         return mean, 0.0
-    return mean, t95.get(len(values) - 1, 2.0) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    return mean, float(t.ppf(0.975, len(values) - 1)) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
 def summary(results: list[dict[str, Any]]) -> str:

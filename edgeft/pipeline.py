@@ -24,7 +24,7 @@ from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validat
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
-from edgeft.runtime.scoring import PRIMARY_NAME, Examples
+from edgeft.runtime.scoring import PRIMARY_NAME, Examples, example_stats
 
 # What `edgeft build --task T` trains on when --data is not given.
 DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
@@ -172,8 +172,8 @@ def build(req: BuildRequest) -> BuildResult:
 
         dspec = DistillSpec(student=student, max_length=profile.input.max_length, seed=req.seed, device=req.device)
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
-        dev_gold = [teacher.manifest["labels"].index(data.labels[i]) for i in split.dev]
-        fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest, dev_gold,
+        fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest,
+                                    Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
                                     profile.budgets.max_accuracy_drop)
         if fallback is not None:
             console.print(f"  [yellow]{fallback['reason']}[/]")
@@ -265,7 +265,7 @@ def build(req: BuildRequest) -> BuildResult:
     return result
 
 
-def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], dev_gold: list[int],
+def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], dev: Examples, labels: list[str],
                      max_drop: float) -> dict[str, Any] | None:
     """Why the distilled student does not ship, or None when it holds the accuracy budget on dev.
 
@@ -276,18 +276,17 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     ships. Dev decides, not test: the test split stays the build's unbiased verdict. Without both models' dev
     predictions (a --finetuned teacher from elsewhere) the drop alone decides.
     """
-    import numpy as np
-
     from edgeft.stages.select import paired_drop_se
     from edgeft.stages.training import read_dev_predictions
 
     metrics = distilled.get("metrics", {})
     t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
-    if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev_gold):
-        t_ok = np.array([[float(p == g)] for p, g in zip(t_pred, dev_gold)])
-        s_ok = np.array([[float(p == g)] for p, g in zip(s_pred, dev_gold)])
+    if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
+        # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
+        t_ok = example_stats(dev, [labels[i] for i in t_pred])
+        s_ok = example_stats(dev, [labels[i] for i in s_pred])
         t_acc, s_acc = float(t_ok.mean()), float(s_ok.mean())
-        se = paired_drop_se("classification", t_ok, s_ok)
+        se = paired_drop_se(dev.task, t_ok, s_ok)
     else:
         t_acc, s_acc, se = metrics.get("teacher_dev_accuracy"), metrics.get("dev_accuracy"), 0.0
         if t_acc is None or s_acc is None:
@@ -295,10 +294,10 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     if t_acc - s_acc + se <= max_drop:
         return None
     return {"student_dev_accuracy": s_acc, "teacher_dev_accuracy": t_acc, "drop_se": round(se, 4),
-            "max_accuracy_drop": max_drop, "dev_texts": len(dev_gold),
+            "max_accuracy_drop": max_drop, "dev_texts": len(dev),
             "reason": f"the distilled student does not hold the accuracy budget on this data: dev accuracy "
                       f"{s_acc:.4f} vs the teacher's {t_acc:.4f} (drop {t_acc - s_acc:+.4f}, standard error "
-                      f"{se:.4f} on {len(dev_gold)} dev texts; drop + error must be <= {max_drop:g}), so the "
+                      f"{se:.4f} on {len(dev)} dev texts; drop + error must be <= {max_drop:g}), so the "
                       f"teacher's candidates race instead (--student none does this directly; more labelled or "
                       f"unlabelled text, --extra-text FILE, helps a student)"}
 

@@ -114,24 +114,28 @@ def test_a_student_must_hold_the_budget_on_dev_by_more_than_its_noise(tmp_path):
         (folder / DEV_PREDICTIONS).write_text(json.dumps(predictions))
         return folder
 
+    from edgeft.runtime.scoring import Examples
+
     gold = [0, 1] * 50  # 100 dev texts
+    labels = ["no", "yes"]
+    dev = Examples("classification", [f"t{i}" for i in range(100)], [labels[g] for g in gold])
     teacher = model("teacher", gold[:90] + [1 - g for g in gold[90:]])  # 0.90
     same = model("same", gold[:90] + [1 - g for g in gold[90:]])  # the teacher's very predictions: no noise
     near = model("near", [1 - g for g in gold[:10]] + gold[10:])  # also 0.90, but 20 texts differ
     worse = model("worse", gold[:80] + [1 - g for g in gold[80:]])  # 0.80
-    assert student_fallback(teacher, same, {}, gold, 0.01) is None
+    assert student_fallback(teacher, same, {}, dev, labels, 0.01) is None
     # Same accuracy, but on 100 texts a student that changes 20 answers could be 4 points worse: not shipped.
-    decision = student_fallback(teacher, near, {}, gold, 0.01)
+    decision = student_fallback(teacher, near, {}, dev, labels, 0.01)
     assert decision["student_dev_accuracy"] == decision["teacher_dev_accuracy"] == 0.9
     assert 0.02 < decision["drop_se"] < 0.06 and "teacher's candidates race instead" in decision["reason"]
-    assert student_fallback(teacher, worse, {}, gold, 0.01)["student_dev_accuracy"] == 0.8
+    assert student_fallback(teacher, worse, {}, dev, labels, 0.01)["student_dev_accuracy"] == 0.8
     # Without predictions (a teacher fine-tuned elsewhere) the recorded dev figures decide, without a noise term.
     bare = tmp_path / "bare"
     bare.mkdir()
-    assert student_fallback(bare, near, {"metrics": {"dev_accuracy": 0.785, "teacher_dev_accuracy": 0.79}}, gold,
-                            0.01) is None
-    assert student_fallback(bare, near, {"metrics": {"dev_accuracy": 0.5, "teacher_dev_accuracy": None}}, gold,
-                            0.01) is None
+    assert student_fallback(bare, near, {"metrics": {"dev_accuracy": 0.785, "teacher_dev_accuracy": 0.79}}, dev,
+                            labels, 0.01) is None
+    assert student_fallback(bare, near, {"metrics": {"dev_accuracy": 0.5, "teacher_dev_accuracy": None}}, dev,
+                            labels, 0.01) is None
 
 
 def test_a_build_whose_student_falls_short_ships_the_teacher_and_says_so(tiny_model, tiny_csv, work_dir, tmp_path):

@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.data.text import Split, TextDataset, stratified_subset
-from edgeft.metrics import accuracy, macro_f1
+from edgeft.metrics import accuracy
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.scoring import sentence_logits
-from edgeft.stages.finetune import model_hash, resolve_device, save_model
+from edgeft.stages.finetune import classification_dev_score, model_hash, resolve_device, save_model
 from edgeft.stages.student import make_student, parameter_count, prepare_student
 from edgeft.stages.torch_model import load_classifier, torch_logits, torch_modules
 from edgeft.stages.training import PATIENCE_STEPS, Schedule, StepPlan, train, write_dev_predictions
@@ -140,9 +140,7 @@ def _distill(teacher_art: Artifact, data: TextDataset, split: Split, spec: Disti
     evaluations: list[list[int]] = []
 
     def dev_score() -> dict[str, float]:
-        predicted = torch_logits(student, encode, dev_texts, device=device).argmax(-1)
-        evaluations.append(predicted.tolist())
-        return {"dev_accuracy": accuracy(dev_y, predicted), "dev_macro_f1": macro_f1(dev_y, predicted, len(labels))}
+        return classification_dev_score(student, encode, dev_texts, dev_y, len(labels), device, evaluations)
 
     params = list(student.named_parameters())
     if projections is not None:

@@ -210,12 +210,19 @@ def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec
     evaluations: list[list[int]] = []
 
     def dev_score(model) -> dict[str, float]:
-        predicted = torch_logits(model, encode, dev_texts, device=device).argmax(-1)
-        evaluations.append(predicted.tolist())
-        return {"dev_accuracy": accuracy(dev_y, predicted), "dev_macro_f1": macro_f1(dev_y, predicted, len(labels))}
+        return classification_dev_score(model, encode, dev_texts, dev_y, len(labels), device, evaluations)
 
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
     return _Examples(lengths, batch_loss, dev_score, evaluations)
+
+
+def classification_dev_score(model, encode: TextEncoder, texts: list[str], gold: list[int], n_labels: int,
+                             device: str, evaluations: list[list[int]]) -> dict[str, float]:
+    """Dev accuracy and macro-F1 of `model` (teacher or student); the predictions are appended to `evaluations`, so
+    the kept evaluation's can be written beside the model (training.write_dev_predictions)."""
+    predicted = torch_logits(model, encode, texts, device=device).argmax(-1)
+    evaluations.append(predicted.tolist())
+    return {"dev_accuracy": accuracy(gold, predicted), "dev_macro_f1": macro_f1(gold, predicted, n_labels)}
 
 
 def _ner_examples(data, split: Split, spec: FinetuneSpec, labels: list[str], encode: TextEncoder,
