@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 
 from edgeft.data.text import TextDataset, load_dataset, split_dataset
 from edgeft.metrics import accuracy, macro_f1
+from edgeft.runtime.bench import host_description
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ["tweets-200", "tweets-600", "tweets-imb-600", "bbc-200", "bbc-600", "tweets-2000", "bbc-2000", "tweets-8000"]
@@ -247,8 +247,9 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
     have = {(r["set"], r["side"], r["seed"]) for r in done}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    host = host_description()
+    # The model name alone does not tell the session's hosts apart (both EPYCs say "AMD EPYC"): name the ISA too.
+    cpu = f"{host['cpu']} ({', '.join(host['isa'])})"
     print(f"host: {cpu}, {os.cpu_count()} cores; results in {args.results}")
     sides = ["majority"] + ([] if args.no_trainer else ["trainer"])
     sides += ["edgeft"] if args.stage == "build" else [f"finetune:{v}" for v in args.variants.split(",")]
