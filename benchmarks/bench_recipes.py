@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+unfrozen": {"freeze_embeddings": False, "dropout": 0.1},
     "default+macro-f1": {"select_metric": "macro_f1"},
     "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},
+    # Early stopping that cannot end a run before the 300-step floor (patience as long as the floor).
+    "default+patience300": {"patience_steps": 300},
 }
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 

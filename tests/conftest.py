@@ -125,6 +125,61 @@ def tiny_bundles(tiny_model, tiny_csv, work_dir, tmp_path_factory) -> dict[str, 
     return Bundles(built)
 
 
+# Entity words of the tiny vocabulary (WORDS). A "person" is three distinct words of twelve, so most test names are
+# combinations the training split never showed: a lexicon of training entities finds the places and few of the
+# people (entity F1 about 0.7), a model that learned which words make a name finds them all. That gap is what the NER
+# floor checks (gating/floor.py).
+PEOPLE = WORDS["positive"] + WORDS["negative"]
+PLACES = WORDS["neutral"]
+TINY_NER_TRAINING = ["--epochs", "6", "--learning-rate", "3e-3", "--device", "cpu"]
+
+
+def tagged_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    rng = random.Random(seed)
+    sentences = []
+    for i in range(n):
+        words = rng.sample(FILLER, 5)
+        tags = ["O"] * 5
+        at = rng.randrange(5)
+        if i % 2:
+            words[at:at] = rng.sample(PEOPLE, 3)
+            tags[at:at] = ["B-person", "I-person", "I-person"]
+        else:
+            words[at:at] = [rng.choice(PLACES)]
+            tags[at:at] = ["B-place"]
+        sentences.append((words, tags))
+    return sentences
+
+
+@pytest.fixture(scope="session")
+def tiny_conll(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ner") / "tiny.conll"
+    blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(words, tags)) for words, tags in tagged_sentences(300, seed=0)]
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ner_bundles(tiny_model, tiny_conll, tmp_path_factory) -> dict[str, Path]:
+    """One tiny NER bundle per target, built on first use; one stage cache, so targets that share an input policy
+    share the fine-tune."""
+    root = tmp_path_factory.mktemp("ner-bundles")
+
+    class Bundles(dict):
+        work = root / "work"  # the stage cache, for a test's own build of the same model and data
+
+        def __missing__(self, target: str) -> Path:
+            out = root / target
+            code, _, err = run_edgeft(["build", "--task", "ner", "--target", target, "--model", str(tiny_model),
+                                       "--data", str(tiny_conll), "--out", str(out), "--work-dir", str(self.work),
+                                       *TINY_NER_TRAINING])
+            assert code == 0, err
+            self[target] = out
+            return out
+
+    return Bundles()
+
+
 # The real packaged model and tweets, trained briefly: 1,500 texts for one epoch of batch 32 (minutes on 2 cores,
 # clearly above chance; the small-set default would be batch 16). Every real bundle of the session shares one stage
 # cache, so the fine-tune runs once.

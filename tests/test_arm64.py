@@ -55,12 +55,44 @@ def assert_same_predictions(bundle: Path, arm: dict) -> None:
     assert same[clear].all()  # a label may only differ where x86 itself was close to a tie
 
 
+def assert_same_spans(bundle: Path, arm: dict) -> None:
+    """NER: token logits within the tolerance; the same entity spans for at least 90 % of texts, and for every text
+    whose words' tags x86 itself decides by a clear margin."""
+    x86 = edgeft.runtime.load(bundle)
+    texts = arm["texts"]
+    assert len(texts) >= 30
+    ours = [[s.to_dict() for s in x86.entities([text], batch_size=1)[0]] for text in texts]
+    same = []
+    for text, theirs_logits, theirs_spans, our_spans in zip(texts, arm["token_logits"], arm["spans"], ours):
+        our_logits = x86.session.run(x86.encode([text]))[0]
+        np.testing.assert_allclose(np.asarray(theirs_logits, dtype=np.float32), our_logits, atol=LOGIT_ATOL)
+        top2 = np.sort(our_logits, axis=-1)[:, -2:]
+        clear = bool(((top2[:, 1] - top2[:, 0]) > 2 * LOGIT_ATOL).all())
+        # The spans themselves (type and characters); their scores follow the logits, checked above.
+        spans_agree = [(s["type"], s["start"], s["end"]) for s in our_spans] == \
+                      [(s["type"], s["start"], s["end"]) for s in theirs_spans]
+        assert spans_agree or not clear, text  # spans may only differ where x86 itself was close to a tie
+        same.append(spans_agree)
+    assert np.mean(same) >= MIN_AGREEMENT, f"{sum(same)}/{len(same)} texts have the same spans"
+    assert any(ours), "the tiny NER model found no entity in the held-out texts: nothing was compared"
+
+
 def test_tiny_arm64_and_mobile_bundles_predict_on_aarch64_as_on_x86(arm64_python, tiny_bundles):
     bundles = [tiny_bundles["arm64"], tiny_bundles["mobile"]]
     result = run_on_arm64(arm64_python, bundles)
     assert result["machine"] == "aarch64"
     for bundle in bundles:
         assert_same_predictions(bundle, result["bundles"][str(bundle)])
+    assert result["bundles"][str(bundles[1])]["model_file"] == "model.ort"
+
+
+def test_tiny_ner_arm64_and_mobile_bundles_find_the_same_spans_on_aarch64_as_on_x86(arm64_python, ner_bundles):
+    bundles = [ner_bundles["arm64"], ner_bundles["mobile"]]
+    result = run_on_arm64(arm64_python, bundles)
+    assert result["machine"] == "aarch64"
+    for bundle in bundles:
+        assert result["bundles"][str(bundle)]["task"] == "ner"
+        assert_same_spans(bundle, result["bundles"][str(bundle)])
     assert result["bundles"][str(bundles[1])]["model_file"] == "model.ort"
 
 

@@ -10,47 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FILLER, run_edgeft
+from conftest import TINY_NER_TRAINING, run_edgeft, tagged_sentences
 
-# Entity words of the tiny vocabulary (conftest.WORDS): "person" names are two words, "place" names one.
-PEOPLE = ["good", "great", "happy"]
-PLACES = ["table", "car", "window"]
-TINY_NER_TRAINING = ["--epochs", "6", "--learning-rate", "3e-3", "--device", "cpu"]
-
-
-def tagged_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
-    rng = random.Random(seed)
-    sentences = []
-    for i in range(n):
-        words = rng.sample(FILLER, 5)
-        tags = ["O"] * 5
-        at = rng.randrange(5)
-        if i % 2:
-            words[at:at] = [rng.choice(PEOPLE), rng.choice(PEOPLE)]
-            tags[at:at] = ["B-person", "I-person"]
-        else:
-            words[at:at] = [rng.choice(PLACES)]
-            tags[at:at] = ["B-place"]
-        sentences.append((words, tags))
-    return sentences
-
+REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
-def tiny_conll(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ner") / "tiny.conll"
-    blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(words, tags)) for words, tags in tagged_sentences(300, seed=0)]
-    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def ner_bundle(tiny_model, tiny_conll, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ner-build")
-    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
-                               "--data", str(tiny_conll), "--out", str(root / "bundle"), "--work-dir",
-                               str(root / "work"), *TINY_NER_TRAINING])
-    assert code == 0, err
-    return root / "bundle"
+def ner_bundle(ner_bundles) -> Path:
+    return ner_bundles["x86-avx2"]
 
 
 def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_budget(ner_bundle):
@@ -70,12 +36,43 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     assert {c["name"] for c in selection["candidates"]} >= {"dynamic-int8", "dynamic-int8-body", "fp32"}
     assert all(0.0 <= c["dev_score"] <= 1.0 for c in selection["candidates"])
     assert set(m["per_type"]) == {"person", "place"}
-    # The lexicon of training entities is reported beside the model (the NER floor; not enforced yet: on these toy
-    # sentences every entity is memorisable, lexicon F1 1.0).
-    assert report["floor"]["baseline"] == "lexicon" and not report["floor"]["enforced"]
-    assert m["lexicon_f1"] == report["floor"]["baseline_score"] and report["baseline"]["model"] == "lexicon baseline"
+    # The floor: both models beat a lexicon of the training entities (it finds the places, and the people whose
+    # three-word names it has seen) by a margin that survives resampling the test sentences.
+    floor = report["floor"]
+    assert floor["baseline"] == "lexicon" and floor["enforced"]
+    assert 0.4 < m["lexicon_f1"] == floor["baseline_score"] < 0.9 and report["baseline"]["model"] == "lexicon baseline"
+    assert floor["teacher"]["passed"] and floor["shipped"]["passed"] and floor["shipped"]["lower_bound"] > 0
+    assert floor["shipped"]["margin"] == pytest.approx(m["f1"] - m["lexicon_f1"])
     assert [row["metric"] for row in report["models"]] == ["entity F1", "entity F1"]
     assert "entity F1" in (ner_bundle / "README.md").read_text()
+
+
+def test_an_ner_build_on_shuffled_tags_exits_1_naming_the_lexicon_baseline(tiny_model, tmp_path):
+    """The NER floor's negative control: the same sentences with each tag sequence moved to another sentence of the
+    same length (still valid BIO, nothing learnable left) give a model that cannot beat a lexicon of the training
+    entities, and the build says so instead of shipping it."""
+    sentences = tagged_sentences(300, seed=0)
+    rng = random.Random(7)
+    by_length: dict[int, list[int]] = {}
+    for i, (words, _) in enumerate(sentences):
+        by_length.setdefault(len(words), []).append(i)
+    shuffled = [tags for _, tags in sentences]
+    for indices in by_length.values():
+        moved = indices[:]
+        rng.shuffle(moved)
+        for i, j in zip(indices, moved):
+            shuffled[i] = sentences[j][1]
+    data = tmp_path / "shuffled.conll"
+    data.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(words, tags))
+                                for (words, _), tags in zip(sentences, shuffled)) + "\n", encoding="utf-8")
+    out = tmp_path / "bundle"
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
+                               "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"),
+                               *TINY_NER_TRAINING])
+    assert code == 1, err
+    assert "did not beat the lexicon baseline" in err and "entity F1" in err and "tag column" in err
+    report = json.loads((out / "report.json").read_text())  # written for inspection
+    assert not report["floor"]["shipped"]["passed"] and report["floor"]["enforced"]
 
 
 def test_ner_predict_returns_spans_whose_offsets_cut_the_entity_out_of_the_text(ner_bundle):
@@ -104,20 +101,95 @@ def test_ner_samples_and_bench_score_the_same_entities_as_the_build(ner_bundle, 
     assert bench["metrics"]["f1"] == pytest.approx(expected["f1"])
 
 
-def test_ner_bench_on_a_conll_file_and_gate_says_it_does_not_gate_ner_yet(ner_bundle, tiny_conll, tmp_path):
-    code, _, err = run_edgeft(["bench", str(ner_bundle), "--data", str(tiny_conll), "--runs", "20", "--rounds", "1",
-                               "--batch-size", "0", "--json", str(tmp_path / "bench.json")])
+def test_gate_passes_an_unchanged_ner_bench_and_fails_one_with_a_5_point_entity_f1_drop(ner_bundle, tiny_conll,
+                                                                                        tmp_path):
+    code, _, err = run_edgeft(["bench", str(ner_bundle), "--data", str(tiny_conll), "--runs", "20", "--rounds", "3",
+                               "--batch-size", "0", "--json", str(tmp_path / "base.json")])
     assert code == 0, err
-    assert json.loads((tmp_path / "bench.json").read_text())["metrics"]["n"] == 300
-    code, _, err = run_edgeft(["gate", str(tmp_path / "bench.json")])
-    assert code == 2 and "NER" in err
+    base = json.loads((tmp_path / "base.json").read_text())
+    assert base["metrics"]["n"] == 300
+    code, out, err = run_edgeft(["gate", str(tmp_path / "base.json"), "--baseline", str(tmp_path / "base.json")])
+    assert code == 0, out + err
+    assert "entity F1 drop vs fp32 teacher" in out and "entity F1 drop vs baseline" in out
+    assert "beats the lexicon baseline" in out
+    # The same bundle, scored 5 points lower: the gate names the regression and exits 1.
+    worse = dict(base, metrics=dict(base["metrics"], f1=base["metrics"]["f1"] - 0.05))
+    (tmp_path / "worse.json").write_text(json.dumps(worse))
+    code, out, _ = run_edgeft(["gate", str(tmp_path / "worse.json"), "--baseline", str(tmp_path / "base.json")])
+    assert code == 1 and "entity F1 drop vs baseline" in out and "FAIL" in out
+    # A classification bench is no baseline for an NER bench.
+    other = dict(base, report=dict(base["report"], metrics={"teacher_accuracy": 0.9, "accuracy": 0.9}))
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, _, err = run_edgeft(["gate", str(tmp_path / "base.json"), "--baseline", str(tmp_path / "other.json")])
+    assert code == 2 and "same task" in err
 
 
-def test_ner_for_the_mobile_target_is_refused_before_any_work(tiny_model, tiny_conll, tmp_path):
-    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "mobile", "--model", str(tiny_model),
-                               "--data", str(tiny_conll), "--out", str(tmp_path / "b"), "--work-dir",
-                               str(tmp_path / "w")])
-    assert code == 2 and "mobile" in err and not (tmp_path / "w").exists()
+# Entities after accented letters, an emoji outside the BMP (one code point, two UTF-16 units) and a curly
+# apostrophe: an app that counted UTF-16 units or bytes would cut every later span in the wrong place.
+APP_TEXTS = ["it was the great happy bad day near a window", "Zoë’s 😍🔥 day: good sad nice at the car",
+             "café déjà vu and the table with hate terrible love", "my window"]
+
+
+def test_a_mobile_ner_bundle_gives_an_app_the_spans_edgeft_predict_gives(ner_bundles):
+    """What an app does, in Python: the portable WordPiece port (ids, offsets, word ids), the .ort model on ONNX
+    Runtime, and the decoding the bundle README describes, give the spans `edgeft predict` gives."""
+    import numpy as np
+    import onnxruntime
+
+    from edgeft.runtime.tagging import entities_of
+    from edgeft.runtime.wordpiece import encode_with_offsets, read_spec
+
+    bundle = ner_bundles["mobile"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["bundle"]["model_file"] == "model.ort" and manifest["bundle"]["task"] == "ner"
+    readme = (bundle / "README.md").read_text()
+    assert "[1, n, tags]" in readme and "code points" in readme and "conlleval" in readme
+    spec = read_spec(bundle / "mobile")
+    for line in (bundle / "mobile" / "reference.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert encode_with_offsets(spec, row.pop("text")) == row  # what an app's port is tested against
+    labels = json.loads((bundle / "labels.json").read_text())["labels"]
+    session = onnxruntime.InferenceSession(str(bundle / "model.ort"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    samples = [json.loads(line) for line in (bundle / "samples.jsonl").read_text().splitlines()]
+    texts = APP_TEXTS + [row["text"] for row in samples]
+    app = []
+    for text in texts:
+        encoded = encode_with_offsets(spec, text)
+        logits = session.run(None, {n: np.array([encoded[n]], dtype=np.int64) for n in names})[0][0]
+        app.append([s.to_dict() for s in entities_of(text, encoded["word_ids"], encoded["offsets"], logits, labels)])
+    code, out, err = run_edgeft(["predict", str(bundle), "--json", *texts])
+    assert code == 0, err
+    assert app == json.loads(out)
+    assert app[len(APP_TEXTS):] == [row["entities"] for row in samples]  # the build's own spans, in samples.jsonl
+    assert any(app[:len(APP_TEXTS)]) and all(text[s["start"]:s["end"]] == s["text"]
+                                             for text, spans in zip(texts, app) for s in spans)
+
+
+@pytest.mark.slow
+def test_ner_on_the_emulated_aarch64_runtime_bench_and_build_race(ner_bundles, tiny_model, tiny_conll, tmp_path):
+    """`edgeft bench --device qemu-arm64` scores an arm64 NER bundle's samples by entity F1 there, and `edgeft build
+    --task ner --bench-device qemu-arm64` ships the first candidate whose spans there agree with this host's."""
+    import subprocess
+
+    setup = subprocess.run(["bash", str(REPO / "tests" / "arm64" / "setup.sh"), str(REPO / ".edgeft" / "arm64")],
+                           capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    code, out, err = run_edgeft(["bench", str(ner_bundles["arm64"]), "--device", "qemu-arm64", "--json",
+                                 str(tmp_path / "q.json")])
+    assert code == 0, err
+    result = json.loads((tmp_path / "q.json").read_text())
+    assert result["machine"] == "aarch64" and result["task"] == "ner" and result["latency_ms"] is None
+    assert result["agreement_with_build"] >= 0.9 and result["metrics"]["f1"] > 0.5 and "entity F1" in out
+    bundle = tmp_path / "raced"
+    code, out, err = run_edgeft(["build", "--task", "ner", "--target", "mobile", "--model", str(tiny_model),
+                                 "--data", str(tiny_conll), "--out", str(bundle), "--work-dir", str(ner_bundles.work),
+                                 "--bench-device", "qemu-arm64", *TINY_NER_TRAINING])
+    assert code == 0, err
+    selection = json.loads((bundle / "report.json").read_text())["selection"]
+    assert selection["device"]["emulated"] and all(c.get("p50_ms") is None for c in selection["candidates"])
+    (chosen,) = [c for c in selection["candidates"] if c["status"] == "chosen"]
+    assert chosen["device_agreement"] >= 0.9 and "emulated aarch64" in out
 
 
 def test_an_unknown_task_is_a_one_line_error(tiny_model, tiny_conll, tmp_path):
@@ -135,13 +207,8 @@ def test_ner_data_with_a_bad_tag_names_file_and_line(tiny_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ner_openvino_bundle(tiny_model, tiny_conll, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ner-openvino")
-    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "openvino-cpu", "--model", str(tiny_model),
-                               "--data", str(tiny_conll), "--out", str(root / "b"), "--work-dir",
-                               str(root / "w"), *TINY_NER_TRAINING])
-    assert code == 0, err
-    return root / "b"
+def ner_openvino_bundle(ner_bundles) -> Path:
+    return ner_bundles["openvino-cpu"]
 
 
 def test_ner_on_openvino_skips_accuracy_control_candidates_and_says_why(ner_openvino_bundle):

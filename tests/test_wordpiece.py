@@ -16,6 +16,7 @@ from edgeft.runtime.wordpiece import (
     VOCAB_FILE,
     WordPieceSpec,
     encode,
+    encode_with_offsets,
     read_spec,
     write_reference,
     write_spec,
@@ -37,18 +38,30 @@ def hf_encoder(path: Path, max_length: int, truncation: str):
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length, direction=truncation)
 
-    def hf_encode(text: str) -> dict[str, list[int]]:
+    def hf_encode(text: str) -> dict[str, list]:
         enc = tokenizer.encode(text)
-        return {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
+        return {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids,
+                "offsets": [list(o) for o in enc.offsets], "word_ids": list(enc.word_ids)}
 
     return hf_encode
 
 
+# Where offsets go wrong: accents precomposed and decomposed (combining marks out of canonical order, which NFD
+# reorders), dotted capitals that lowercase to two code points, emoji outside the BMP (two UTF-16 units each, one
+# code point), flags, curly apostrophes.
+OFFSET_CASES = ["Café déjà vu", "Cafe\u0301 s\u0323\u0307 a\u0301\u0323 q\u0307\u0323 e\u0301\u0301\u0323x İİ ΟΔΟΣ",
+                "😍🔥👍🏽 Zoë’s naïve résumé 🇫🇷 in São Paulo", "Ünïcödé 🫨 and 東京 at 3:30"]
+
+
 def assert_same_as_tokenizers(path: Path, texts: list[str], max_length: int, truncation: str) -> None:
+    """Same ids, and the same offsets (code points of the text) and word ids, token by token."""
     spec = WordPieceSpec.from_tokenizer_json(path, max_length, truncation)
     hf_encode = hf_encoder(path, max_length, truncation)
     for text in texts:
-        assert encode(spec, text) == hf_encode(text), f"differs from tokenizers on {text!r}"
+        expected = hf_encode(text)
+        assert encode(spec, text) == {k: expected[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, \
+            f"differs from tokenizers on {text!r}"
+        assert encode_with_offsets(spec, text) == expected, f"offsets or word ids differ from tokenizers on {text!r}"
 
 
 def trained_bert_tokenizer(folder: Path, **normalizer_flags) -> Path:
@@ -72,14 +85,14 @@ def trained_bert_tokenizer(folder: Path, **normalizer_flags) -> Path:
 
 @pytest.mark.parametrize("max_length,truncation", LENGTHS_AND_SIDES)
 def test_edge_cases_match_tokenizers_on_the_tiny_bert(tiny_model, max_length, truncation):
-    texts = [*REFERENCE_EDGE_CASES, "the great day was very good", "my report is broken and sad"]
+    texts = [*REFERENCE_EDGE_CASES, *OFFSET_CASES, "the great day was very good", "my report is broken and sad"]
     assert_same_as_tokenizers(tiny_model / "tokenizer.json", texts, max_length, truncation)
 
 
 @pytest.mark.real
 @pytest.mark.parametrize("max_length,truncation", LENGTHS_AND_SIDES)
 def test_edge_cases_match_tokenizers_on_all_minilm(max_length, truncation):
-    assert_same_as_tokenizers(minilm_tokenizer_json(), REFERENCE_EDGE_CASES, max_length, truncation)
+    assert_same_as_tokenizers(minilm_tokenizer_json(), REFERENCE_EDGE_CASES + OFFSET_CASES, max_length, truncation)
 
 
 @pytest.mark.real
@@ -102,7 +115,7 @@ def test_packaged_tweets_match_tokenizers_on_all_minilm(max_length, truncation):
 def test_every_normalizer_setting_matches_tokenizers(tmp_path, flags):
     path = trained_bert_tokenizer(tmp_path, **flags)
     assert json.loads(path.read_text())["post_processor"]["type"] == "BertProcessing"  # the other [CLS] A [SEP] form
-    assert_same_as_tokenizers(path, REFERENCE_EDGE_CASES, 32, "right")
+    assert_same_as_tokenizers(path, REFERENCE_EDGE_CASES + OFFSET_CASES, 32, "right")
 
 
 def test_hugging_face_strip_accents_null_means_follow_lowercase(tmp_path):
@@ -166,7 +179,7 @@ def test_spec_files_round_trip_to_the_same_encoding(tmp_path):
 
     settings = json.loads((tmp_path / "app" / SPEC_FILE).read_text(encoding="utf-8"))
     assert "vocab" not in settings and settings["vocab_size"] == len(spec.vocab)
-    assert settings["algorithm"][0].startswith("1. added tokens") and len(settings["algorithm"]) == 9
+    assert settings["algorithm"][0].startswith("1. added tokens") and len(settings["algorithm"]) == 10
     assert (tmp_path / "app" / VOCAB_FILE).read_text(encoding="utf-8").split("\n")[:-1] == spec.vocab
 
     again = read_spec(tmp_path / "app")

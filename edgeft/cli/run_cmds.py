@@ -167,17 +167,19 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
 
     loaded = load(bundle)  # verify the bundle here first: a tampered one never travels
     if where == "qemu-arm64":
-        if loaded.task == "ner":
-            raise BadInput("--device qemu-arm64 checks classification bundles only so far; bench a NER bundle "
-                           "locally or over ssh://")
         if data is not None or any(v is not None for k, v in options.items() if k != "--batch-size"):
             raise BadInput("--device qemu-arm64 runs the bundle's own held-out samples and times nothing; drop "
                            "--data / --runs / --warmup / --threads / --rounds")
         result = bench_on_qemu_arm64(bundle)
         m = result["metrics"]
-        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: accuracy {m['accuracy']:.4f}, "
-                   f"macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out texts, "
-                   f"{result['agreement_with_build']:.1%} of labels as at build time; latency not measured (emulated)")
+        if loaded.task == "ner":
+            scored = (f"entity F1 {m['f1']:.4f}, macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out "
+                      f"sentences, {result['agreement_with_build']:.1%} of sentences tagged as at build time")
+        else:
+            scored = (f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out "
+                      f"texts, {result['agreement_with_build']:.1%} of labels as at build time")
+        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: {scored}; latency not measured "
+                   f"(emulated)")
     else:
         if data is not None and (data.startswith("packaged:") or not Path(data).is_file()):
             raise BadInput(f"--data '{data}' must be a file to copy to the device (packaged sets live on the build host)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.data.assets import DATASETS, packaged_data
-from edgeft.data.text import Split, decode, read_bytes
+from edgeft.data.text import Split, decode, held_out_fractions, read_bytes
 from edgeft.errors import BadInput
 
 CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".bio", ".iob")
@@ -200,8 +200,16 @@ def _validated(sentences: list[Sentence], path: Path, source: str, sha256: str, 
     return ds
 
 
-def split_tagged(ds: TaggedDataset, seed: int, dev_fraction: float = 0.1, test_fraction: float = 0.1) -> Split:
-    """Seeded random split of sentence indices (not stratified: a sentence holds several entity types)."""
+def split_tagged(ds: TaggedDataset, seed: int, dev_fraction: float | None = None,
+                 test_fraction: float | None = None) -> Split:
+    """Seeded random split of sentence indices (not stratified: a sentence holds several entity types).
+
+    Shares: at least 10 % each (a sentence holds fewer entities than a text has labels: WNUT-16 about one in two),
+    more for a small set as `held_out_fractions` says for texts, so that a few hundred sentences still leave a test
+    split that can tell a tagger from the lexicon baseline."""
+    default_dev, default_test = held_out_fractions(len(ds.sentences))
+    dev_fraction = max(0.1, default_dev) if dev_fraction is None else dev_fraction
+    test_fraction = max(0.1, default_test) if test_fraction is None else test_fraction
     n = len(ds.sentences)
     if n < MIN_SENTENCES:
         raise BadInput(f"data {ds.source} has only {n} sentences; a NER train/dev/test split needs at least "

@@ -15,25 +15,35 @@ from edgeft.errors import DeviceUnreachable, StageFailed
 
 
 # Runs inside the emulated aarch64 python: the bundle's held-out samples, batch 1 (dynamic int8 scales depend on
-# batching), accuracy and agreement with the build's own predictions. No timing: emulated latency is not a device's.
+# batching), accuracy (NER: entity F1 over the words' tags) and agreement with the build's own predictions (labels;
+# NER: every word's tag of a sentence). No timing: emulated latency is not a device's.
 _QEMU_SCRIPT = """
 import json, platform, sys
 import onnxruntime
 import edgeft.runtime
 from edgeft.metrics import classification_metrics
+from edgeft.runtime.entities import entity_metrics
 from edgeft.runtime.samples import SAMPLES_FILE
+from edgeft.runtime.tagging import tags_of, word_logits
 bundle = edgeft.runtime.load(sys.argv[1])
 rows = [json.loads(l) for l in (bundle.path / SAMPLES_FILE).read_text(encoding="utf-8").splitlines() if l.strip()]
-predicted = bundle.logits([r["text"] for r in rows], batch_size=1).argmax(-1).tolist()
-index = {label: i for i, label in enumerate(bundle.labels)}
-metrics = classification_metrics([index[r["label"]] for r in rows], predicted, bundle.labels)
-agree = sum(bundle.labels[p] == r["predicted"] for p, r in zip(predicted, rows)) / len(rows)
+if bundle.task == "ner":
+    words = [r["words"] for r in rows]
+    tagged = tags_of(word_logits(bundle.session.run, bundle.encoder, words, batch_size=1), words, bundle.labels)
+    metrics = entity_metrics([r["tags"] for r in rows], tagged)
+    agree = sum(t == r["predicted"] for t, r in zip(tagged, rows)) / len(rows)
+else:
+    predicted = bundle.logits([r["text"] for r in rows], batch_size=1).argmax(-1).tolist()
+    index = {label: i for i, label in enumerate(bundle.labels)}
+    metrics = classification_metrics([index[r["label"]] for r in rows], predicted, bundle.labels)
+    agree = sum(bundle.labels[p] == r["predicted"] for p, r in zip(predicted, rows)) / len(rows)
 print(json.dumps({"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "metrics": metrics,
-                  "agreement_with_build": agree, "texts": len(rows), "target": bundle.target}))
+                  "agreement_with_build": agree, "texts": len(rows), "target": bundle.target, "task": bundle.task}))
 """
 
 
-# Runs inside the emulated aarch64 python: each candidate bundle's labels for the given texts, batch 1.
+# Runs inside the emulated aarch64 python: each candidate bundle's decisions for the given texts, batch 1 (labels;
+# NER: entity spans).
 _QEMU_LABELS_SCRIPT = """
 import json, platform, sys
 import onnxruntime
@@ -44,7 +54,7 @@ texts = read_texts(Path(sys.argv[1]))
 labels = {}
 for folder in sys.argv[2:]:
     bundle = edgeft.runtime.load(folder)
-    labels[race_name(bundle)] = [bundle.labels[i] for i in bundle.logits(texts, batch_size=1).argmax(-1).tolist()]
+    labels[race_name(bundle)] = bundle.decisions(texts)
 print(json.dumps({"machine": platform.machine(), "onnxruntime": onnxruntime.__version__, "labels": labels}))
 """
 
@@ -80,8 +90,9 @@ def bench_on_qemu_arm64(bundle: Path) -> dict[str, Any]:
 
 
 def labels_on_qemu_arm64(bundles: list[Path], texts: list[str]) -> dict[str, Any]:
-    """Each bundle's label for every text (batch 1) on the emulated aarch64 runtime, named as `edgeft race` names
-    bundles: {"machine", "onnxruntime", "labels": {NAME: [label, ...]}}. Nothing is timed."""
+    """Each bundle's decision for every text (batch 1: a label, or NER spans) on the emulated aarch64 runtime, named
+    as `edgeft race` names bundles: {"machine", "onnxruntime", "labels": {NAME: [decision, ...]}}. Nothing is
+    timed."""
     root = arm64_root()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "texts.jsonl"

@@ -10,8 +10,6 @@ from edgeft.profile import TargetProfile
 def floor_checks(floor: dict[str, Any]) -> list[dict[str, Any]]:
     """The teacher and the shipped model against the trivial baseline (gating.floor): observed is the lower bound
     of their margin over it, which must be above the limit 0."""
-    if not floor.get("enforced", True):
-        return []
     return [{"name": f"{who} beats the {floor['baseline']} baseline (95 % lower bound of the margin)",
              "observed": floor[who]["lower_bound"], "limit": 0.0, "passed": floor[who]["passed"], "floor": True}
             for who in ("teacher", "shipped")]

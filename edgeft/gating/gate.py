@@ -18,6 +18,7 @@ from xml.etree import ElementTree
 
 from edgeft.errors import BadInput
 from edgeft.profile import Budgets, available_targets, load_profile
+from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME
 
 # Latency tolerance = clamp(SPREAD_FACTOR x (baseline spread + current spread), FLOOR, CEILING), as a ratio of p50s.
 # Chosen by benchmarks/gate_noise.py on this 2-core machine: unchanged bundles moved up to ~5 % between processes.
@@ -71,13 +72,15 @@ def read_bench(path: Path) -> dict[str, Any]:
     if not isinstance(data["latency_ms"].get("p50"), (int, float)) or data["latency_ms"]["p50"] <= 0:
         raise BadInput(f"{path}: field 'latency_ms.p50' must be a positive number")
     report = data["report"]
-    if isinstance(report.get("metrics"), dict) and "teacher_f1" in report["metrics"]:
-        raise BadInput(f"{path}: a NER bundle's bench; `edgeft gate` checks classification bundles only so far "
-                       f"(compare entity F1 and latency from the bench JSON by hand)")
-    if not isinstance(report.get("metrics"), dict) or "teacher_accuracy" not in report["metrics"]:
-        raise BadInput(f"{path}: field 'report.metrics' lacks the build's teacher accuracy; bench a bundle that "
-                       f"`edgeft build` wrote (its report.json travels into the bench JSON)")
+    if not isinstance(report.get("metrics"), dict) or not ({"teacher_accuracy", "teacher_f1"} & set(report["metrics"])):
+        raise BadInput(f"{path}: field 'report.metrics' lacks the build's teacher accuracy (or entity F1); bench a "
+                       f"bundle that `edgeft build` wrote (its report.json travels into the bench JSON)")
     return data
+
+
+def task_of(bench: dict[str, Any]) -> str:
+    """The bundle's task: NER reports carry the fp32 model's entity F1, classification reports its accuracy."""
+    return "ner" if "teacher_f1" in bench["report"]["metrics"] else "classification"
 
 
 def budgets_for(bench: dict[str, Any], profile: str | None) -> tuple[str, Budgets]:
@@ -90,31 +93,36 @@ def budgets_for(bench: dict[str, Any], profile: str | None) -> tuple[str, Budget
 
 def gate(bench: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budgets) -> Verdict:
     target = bench["report"].get("target") or bench.get("target", "?")
+    task = task_of(bench)
+    key, name = PRIMARY[task], PRIMARY_NAME[task]  # accuracy, or (NER) entity F1
+    unit = "sentences" if task == "ner" else "texts"
     metrics = _metrics(bench)
     teacher = bench["report"]["metrics"]
     # The teacher was scored on the build's held-out split: compare with a score on the same texts. A bench on the
     # bundle's 64 samples (or other data) is compared with the baseline below, not with the teacher.
     same_texts = metrics.get("n") == teacher.get("n")
     shipped = metrics if same_texts else teacher
-    where = (f"measured here on the {shipped.get('n')} held-out texts" if same_texts else
-             f"build-time figure on {teacher.get('n')} held-out texts (this bench scored {metrics.get('n')} other texts)")
+    where = (f"measured here on the {shipped.get('n')} held-out {unit}" if same_texts else
+             f"build-time figure on {teacher.get('n')} held-out {unit} (this bench scored {metrics.get('n')} other "
+             f"{unit})")
+    limit = budgets.max_drop(task)
     checks = [
-        _at_most("accuracy drop vs fp32 teacher", teacher["teacher_accuracy"] - shipped["accuracy"],
-                 budgets.max_accuracy_drop, f"{shipped['accuracy']:.4f} vs teacher {teacher['teacher_accuracy']:.4f}, {where}"),
+        _at_most(f"{name} drop vs fp32 teacher", teacher[f"teacher_{key}"] - shipped[key], limit,
+                 f"{shipped[key]:.4f} vs teacher {teacher[f'teacher_{key}']:.4f}, {where}"),
     ]
     if teacher.get("teacher_macro_f1") is not None and shipped.get("macro_f1") is not None:
         checks.append(_at_most("macro-F1 drop vs fp32 teacher", teacher["teacher_macro_f1"] - shipped["macro_f1"],
-                               budgets.max_accuracy_drop,
-                               f"{shipped['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
+                               limit, f"{shipped['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
     floor = bench["report"].get("floor")
-    if floor:  # the build's verdict against the trivial baseline (gating.floor); older bundles have none
+    if floor and floor.get("enforced", True):  # the build's verdict against the trivial baseline (gating.floor)
         checks.append(Check(f"shipped model beats the {floor['baseline']} baseline", floor["shipped"]["lower_bound"],
                             0.0, floor["shipped"]["passed"],
                             f"build-time, 95 % lower bound of the margin over {floor['description']}"))
-    if "majority_accuracy" in teacher and shipped is metrics:
-        checks.append(Check("accuracy above the majority baseline", shipped["accuracy"] - teacher["majority_accuracy"],
-                            0.0, shipped["accuracy"] > teacher["majority_accuracy"],
-                            f"{shipped['accuracy']:.4f} vs majority {teacher['majority_accuracy']:.4f}, {where}"))
+    trivial = {"classification": ("majority_accuracy", "majority"), "ner": ("lexicon_f1", "lexicon")}[task]
+    if trivial[0] in teacher and shipped is metrics:
+        score = teacher[trivial[0]]
+        checks.append(Check(f"{name} above the {trivial[1]} baseline", shipped[key] - score, 0.0, shipped[key] > score,
+                            f"{shipped[key]:.4f} vs {trivial[1]} {score:.4f}, {where}"))
     p50 = bench["latency_ms"]["p50"]
     if budgets.max_latency_p50_ms is not None:
         checks.append(_at_most("latency p50 (ms), profile budget", p50, budgets.max_latency_p50_ms, ""))
@@ -136,11 +144,16 @@ def _against_baseline(bench: dict[str, Any], baseline: dict[str, Any], metrics: 
                        f"gate against a baseline of the same target")
     checks = []
     base_metrics = _metrics(baseline)
-    for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+    task = task_of(bench)
+    if task_of(baseline) != task:
+        raise BadInput(f"the baseline is a {task_of(baseline)} bundle's bench and this one a {task} bundle's; gate "
+                       f"against a baseline of the same task")
+    for key, label in ((PRIMARY[task], PRIMARY_NAME[task]), ("macro_f1", "macro-F1")):
         if metrics.get(key) is None or base_metrics.get(key) is None:
             continue
         checks.append(_at_most(f"{label} drop vs baseline", base_metrics[key] - metrics[key], METRIC_TOLERANCE,
-                               f"{metrics[key]:.4f} vs baseline {base_metrics[key]:.4f} on {metrics.get('n', '?')} texts"))
+                               f"{metrics[key]:.4f} vs baseline {base_metrics[key]:.4f} on {metrics.get('n', '?')} "
+                               f"{'sentences' if task == 'ner' else 'texts'}"))
     paired = bench.get("paired")
     if paired and paired.get("reference_manifest_sha256") == baseline.get("bundle_manifest_sha256"):
         # The baseline's bundle was timed in turn with this one: the pair's ratio is immune to machine drift.

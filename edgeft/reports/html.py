@@ -60,7 +60,7 @@ def _overview(reports: dict[str, dict[str, Any]]) -> str:
 def _device_check(candidate: dict[str, Any]) -> str:
     if "device_agreement" not in candidate:
         return "-"
-    return f"{candidate['device_agreement']:.0%} of {candidate['device_texts']} labels as on the build host"
+    return f"{candidate['device_agreement']:.0%} of {candidate['device_texts']} texts labelled (NER: spans) as on the build host"
 
 
 def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:

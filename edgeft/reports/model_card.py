@@ -38,7 +38,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
     if "mobile" in spec:
         from edgeft.stages.mobile import mobile_readme
 
-        app = mobile_readme(profile, spec["model_inputs"], requires["min_runtime_version"])
+        app = mobile_readme(profile, spec["model_inputs"], requires["min_runtime_version"], ner)
     selection = report["selection"]
     table = selection_rows(selection)
     candidates = "\n".join("| " + " | ".join(row.values()) + " |" for row in table)
@@ -128,7 +128,6 @@ def _floor_line(report: dict[str, Any]) -> str:
     verdicts = ", ".join(f"{who} {'beats it' if floor[who]['passed'] else 'does NOT beat it'} (margin "
                          f"{floor[who]['margin']:+.4f}, 95 % lower bound {floor[who]['lower_bound']:+.4f})"
                          for who in ("teacher", "shipped"))
-    enforced = "" if floor.get("enforced", True) else " (reported, not yet enforced for NER)"
     fallback = report.get("student_fallback")
     shipped = f" Shipped the teacher: {fallback['reason']}." if fallback else ""
-    return f" Floor{enforced}: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"
+    return f" Floor: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"

@@ -88,7 +88,7 @@ def selection_rows(record: dict[str, Any]) -> list[dict[str, str]]:
                # Where each latency was measured: this host, or the device the build raced on.
                "timed on": r.get("timed_on", "-")}
         if emulated:
-            row["emulated aarch64"] = (f"{r['device_agreement']:.0%} of {r['device_texts']} labels as here"
+            row["emulated aarch64"] = (f"{r['device_agreement']:.0%} of {r['device_texts']} texts as here"
                                        if "device_agreement" in r else "-")
         rows.append({**row, "size MiB": num(r, "size_mb", ".1f"), "status": r["status"], "why": r.get("reason", "")})
     return rows

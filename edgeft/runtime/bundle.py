@@ -70,6 +70,13 @@ class Bundle:
         best = probs.argmax(axis=-1)
         return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
 
+    def decisions(self, texts: list[str]) -> list:
+        """What a device check compares, text by text, at batch 1 (dynamic int8 scales depend on batching): the label
+        (classification) or the entity spans as [type, start, end] (NER)."""
+        if self.task == "ner":
+            return [[[s.type, s.start, s.end] for s in spans] for spans in self.entities(list(texts), batch_size=1)]
+        return [self.labels[i] for i in self.logits(list(texts), batch_size=1).argmax(-1).tolist()]
+
     def entities(self, texts: list[str], batch_size: int = 32) -> list[list[Span]]:
         """Entity spans (text, type, character start and end, score) of raw texts."""
         from edgeft.runtime.tagging import entities_of
@@ -79,7 +86,8 @@ class Bundle:
             chunk = texts[start:start + batch_size]
             encodings = self.encoder.tokenizer.encode_batch(chunk)
             logits = self.session.run(self.encoder.pad(encodings))
-            found += [entities_of(text, enc, row, self.labels) for text, enc, row in zip(chunk, encodings, logits)]
+            found += [entities_of(text, enc.word_ids, enc.offsets, row, self.labels)
+                      for text, enc, row in zip(chunk, encodings, logits)]
         return found
 
     def score(self, examples: Examples, batch_size: int = 32) -> dict[str, Any]:

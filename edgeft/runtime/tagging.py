@@ -6,7 +6,7 @@ cut off by the input policy's maximum length get "O": they are scored as missed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,10 +65,15 @@ def tags_of(logits: list[np.ndarray], sentences: list[list[str]], labels: list[s
     return tags
 
 
-def entities_of(text: str, encoding, token_logits: np.ndarray, labels: list[str]) -> list[Span]:
-    """Entity spans of one raw text from its `tokenizers` encoding (offsets, word ids) and its token logits."""
-    probs = softmax(token_logits[: len(encoding.ids)])
-    word_ids, offsets = list(encoding.word_ids), list(encoding.offsets)
+def entities_of(text: str, word_ids: Sequence[int | None], offsets: Sequence[Sequence[int]], token_logits: np.ndarray,
+                labels: list[str]) -> list[Span]:
+    """Entity spans of one raw text from its tokens' word ids and offsets (a `tokenizers` encoding's, or the portable
+    WordPiece port's `encode_with_offsets`: the same numbers) and its token logits.
+
+    The decoding a phone app ports (stages/mobile.py describes it): each word's tag is the argmax of its first
+    token; the word tags are chunked by conlleval's BIO rules; a chunk spans from its first word's first offset to its
+    last word's last offset, in code points of `text`; its score is the mean top probability of its words."""
+    probs = softmax(token_logits[: len(word_ids)])
     starts: dict[int, int] = {}
     ends: dict[int, int] = {}
     first: dict[int, int] = {}

@@ -60,6 +60,13 @@ ALGORITHM = [
     "8. truncate: keep at most max_length - 2 word pieces, dropping from the end ('right') or the start ('left')",
     "9. add specials: [cls_id] + pieces + [sep_id]; attention_mask is all 1, token_type_ids all 0; no padding "
     "(pad with pad_id, mask 0, type 0 if the model needs a fixed length)",
+    "10. offsets and word ids (token classification): every character of the normalized text remembers the span of "
+    "input code points it came from (a character NFD or lowercasing produced, or a space around a CJK ideograph, "
+    "has its source character's span; a combining mark that NFD's canonical reordering moves keeps its own "
+    "source's span). A piece's offsets are [start of its first character's span, end of its last character's "
+    "span), in Unicode code points of the input string (not UTF-16 units, not bytes); an [UNK] word covers its whole "
+    "word; [CLS] and [SEP] are [0, 0]. A piece's word id is the index of its word among the words of step 6, counted "
+    "over the whole text, where an added token of step 1 counts as one word; [CLS] and [SEP] have word id null",
 ]
 
 # BERT's "Chinese character" blocks: CJK Unified Ideographs and their extensions, and compatibility ideographs.
@@ -215,28 +222,40 @@ def _bert_specials(post: dict, refuse: Callable[[str, object, str], BadInput]) -
 
 def encode(spec: WordPieceSpec, text: str) -> dict[str, list[int]]:
     """Token ids of one text: [CLS] word pieces [SEP], truncated to spec.max_length, not padded."""
-    pieces: list[int] = []
-    for segment, is_added_token in split_added_tokens(spec, text):
+    encoded = encode_with_offsets(spec, text)
+    return {key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def encode_with_offsets(spec: WordPieceSpec, text: str) -> dict[str, list]:
+    """`encode` plus, per token, its `offsets` [start, end) in code points of `text` and its `word_ids` (step 10):
+    what a token classifier needs to turn per-token tags into spans of the user's text."""
+    pieces: list[tuple[int, int, int, int]] = []  # (id, start, end, word)
+    word = 0
+    for segment, is_added_token, at in split_added_tokens(spec, text):
         if is_added_token:
-            pieces.append(spec.token_to_id[segment])
+            pieces.append((spec.token_to_id[segment], at, at + len(segment), word))
+            word += 1
             continue
-        for word in pre_tokenize(normalize(spec, segment)):
-            pieces.extend(wordpiece(spec, word))
+        for chars in pre_tokenize_traced(normalize_traced(spec, segment, at)):
+            pieces.extend((piece, chars[a][1], chars[b - 1][2], word) for piece, a, b in wordpiece_traced(spec, chars))
+            word += 1
 
     keep = spec.max_length - 2  # room left by [CLS] and [SEP], which always stay
     if len(pieces) > keep:
         pieces = pieces[:keep] if spec.truncation == "right" else pieces[len(pieces) - keep:]
-    input_ids = [spec.cls_id, *pieces, spec.sep_id]
+    input_ids = [spec.cls_id, *(p[0] for p in pieces), spec.sep_id]
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),
         "token_type_ids": [0] * len(input_ids),  # one sentence: all segment A
+        "offsets": [[0, 0], *([p[1], p[2]] for p in pieces), [0, 0]],
+        "word_ids": [None, *(p[3] for p in pieces), None],
     }
 
 
-def split_added_tokens(spec: WordPieceSpec, text: str) -> list[tuple[str, bool]]:
-    """Step 1: [(segment, is_added_token)]; at each position the longest added token wins (leftmost-longest)."""
-    segments: list[tuple[str, bool]] = []
+def split_added_tokens(spec: WordPieceSpec, text: str) -> list[tuple[str, bool, int]]:
+    """Step 1: [(segment, is_added_token, start)]; at each position the longest added token wins (leftmost-longest)."""
+    segments: list[tuple[str, bool, int]] = []
     start = i = 0
     while i < len(text):
         match = max((t for t in spec.added_tokens if text.startswith(t, i)), key=len, default=None)
@@ -244,41 +263,81 @@ def split_added_tokens(spec: WordPieceSpec, text: str) -> list[tuple[str, bool]]
             i += 1
             continue
         if i > start:
-            segments.append((text[start:i], False))
-        segments.append((match, True))
+            segments.append((text[start:i], False, start))
+        segments.append((match, True, i))
         i = start = i + len(match)
     if start < len(text):
-        segments.append((text[start:], False))
+        segments.append((text[start:], False, start))
     return segments
+
+
+# A character of the normalized text and the span [start, end) of input code points it came from.
+Traced = tuple[str, int, int]
 
 
 def normalize(spec: WordPieceSpec, text: str) -> str:
     """Steps 2-5, in this order (accents are stripped before lowercasing, as in `tokenizers`)."""
+    return "".join(c for c, _, _ in normalize_traced(spec, text))
+
+
+def normalize_traced(spec: WordPieceSpec, text: str, at: int = 0) -> list[Traced]:
+    """Steps 2-5 on `text` (which starts at code point `at` of the input), each output character traced (step 10)."""
+    chars: list[Traced] = [(c, at + i, at + i + 1) for i, c in enumerate(text)]
     if spec.clean_text:
-        text = "".join(" " if c in WHITESPACE else c for c in text if not _is_removed_by_cleaning(c))
+        chars = [(" " if c in WHITESPACE else c, a, b) for c, a, b in chars if not _is_removed_by_cleaning(c)]
     if spec.handle_chinese_chars:
-        text = "".join(f" {c} " if _is_cjk(c) else c for c in text)
+        chars = [out for c, a, b in chars
+                 for out in (((" ", a, b), (c, a, b), (" ", a, b)) if _is_cjk(c) else ((c, a, b),))]
     if spec.strip_accents:
-        text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        chars = [(c, a, b) for c, a, b in _nfd_traced(chars) if unicodedata.category(c) != "Mn"]
     if spec.lowercase:
         # One code point at a time: str.lower() on the whole string would apply Greek final-sigma rules.
-        text = "".join(c.lower() for c in text)
-    return text
+        chars = [(low, a, b) for c, a, b in chars for low in c.lower()]
+    return chars
+
+
+def _nfd_traced(chars: list[Traced]) -> list[Traced]:
+    """Unicode NFD of the whole string, traced. Each character decomposes on its own, except that NFD then puts a
+    run of combining marks in canonical order, which can move a mark away from the character it came from: each
+    mark keeps its own source's span wherever it moves."""
+    whole = unicodedata.normalize("NFD", "".join(c for c, _, _ in chars))
+    apart = [(d, a, b) for c, a, b in chars for d in unicodedata.normalize("NFD", c)]
+    if whole == "".join(d for d, _, _ in apart):
+        return apart
+    out: list[Traced] = []
+    i = 0
+    while i < len(apart):  # clusters: a character and the combining marks (combining class > 0) after it
+        j = i + 1
+        while j < len(apart) and unicodedata.combining(apart[j][0]):
+            j += 1
+        # Reordering stays inside a cluster (same length, same place): match each reordered mark to its source.
+        unused = list(apart[i:j])
+        for c in whole[i:j]:
+            k = next(k for k, (d, _, _) in enumerate(unused) if d == c)
+            out.append(unused.pop(k))
+        i = j
+    return out
 
 
 def pre_tokenize(text: str) -> list[str]:
     """Step 6: words split on whitespace, and every punctuation character a word of its own."""
-    words: list[str] = []
-    current = ""
-    for c in text:
+    return ["".join(c for c, _, _ in word) for word in pre_tokenize_traced([(c, 0, 0) for c in text])]
+
+
+def pre_tokenize_traced(chars: list[Traced]) -> list[list[Traced]]:
+    """Step 6 on traced characters: the words, each a list of its characters."""
+    words: list[list[Traced]] = []
+    current: list[Traced] = []
+    for char in chars:
+        c = char[0]
         if c in WHITESPACE or _is_punctuation(c):
             if current:
                 words.append(current)
-            current = ""
+            current = []
             if c not in WHITESPACE:
-                words.append(c)
+                words.append([char])
         else:
-            current += c
+            current.append(char)
     if current:
         words.append(current)
     return words
@@ -286,9 +345,16 @@ def pre_tokenize(text: str) -> list[str]:
 
 def wordpiece(spec: WordPieceSpec, word: str) -> list[int]:
     """Step 7: greedy longest-match-first; any part that matches nothing makes the whole word [UNK]."""
+    return [piece for piece, _, _ in wordpiece_traced(spec, word)]
+
+
+def wordpiece_traced(spec: WordPieceSpec, word: str | list[Traced]) -> list[tuple[int, int, int]]:
+    """Step 7 with each piece's character range in the word: [(id, first, end)]."""
+    if not isinstance(word, str):
+        word = "".join(c for c, _, _ in word)
     if len(word) > spec.max_input_chars_per_word:  # len counts code points, as it must
-        return [spec.unk_id]
-    ids: list[int] = []
+        return [(spec.unk_id, 0, len(word))]
+    pieces: list[tuple[int, int, int]] = []
     start = 0
     while start < len(word):
         end = len(word)
@@ -300,10 +366,10 @@ def wordpiece(spec: WordPieceSpec, word: str) -> list[int]:
                 break
             end -= 1
         if found is None:
-            return [spec.unk_id]
-        ids.append(found)
+            return [(spec.unk_id, 0, len(word))]
+        pieces.append((found, start, end))
         start = end
-    return ids
+    return pieces
 
 
 def _is_removed_by_cleaning(c: str) -> bool:
@@ -366,12 +432,13 @@ def read_spec(folder: str | Path) -> WordPieceSpec:
 
 
 def write_reference(spec: WordPieceSpec, texts: list[str], path: str | Path) -> None:
-    """JSONL, one line per text: {"text", "input_ids", "attention_mask", "token_type_ids"}; an app's port must
-    give the same three lists for every text."""
+    """JSONL, one line per text: {"text", "input_ids", "attention_mask", "token_type_ids", "offsets", "word_ids"};
+    an app's port must give the same ids for every text, and a token classifier's port the same offsets and word
+    ids too."""
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         for text in texts:
             # ensure_ascii: every line is plain ASCII, so no reader splits a line at a U+2028 or U+0085 in a text.
-            fh.write(json.dumps({"text": text, **encode(spec, text)}, ensure_ascii=True) + "\n")
+            fh.write(json.dumps({"text": text, **encode_with_offsets(spec, text)}, ensure_ascii=True) + "\n")
 
 
 # Texts where a port most often goes wrong; a bundle's reference.jsonl starts with them.

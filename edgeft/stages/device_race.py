@@ -8,7 +8,7 @@ files with the bundle's input policy, labels, a manifest), so the device runs ex
   1, interleaved, as the local race does (runtime.race). The fastest within the accuracy budget ships.
 - `qemu-arm64`: emulated latency is not a device's, so nothing is timed. Each candidate, in the profile's preference
   order, predicts a few dozen dev texts on the emulated aarch64 onnxruntime (about 1 s a text for int8 models); the
-  first whose labels there agree with this host's on at least `AGREEMENT` of them ships.
+  first whose labels (NER: entity spans) there agree with this host's on at least `AGREEMENT` of them ships.
 """
 
 from __future__ import annotations
@@ -66,9 +66,6 @@ def open_bench_device(spec: str, profile: TargetProfile, task: str) -> BenchDevi
         if profile.isa.value != "arm64":
             raise BadInput(f"--bench-device qemu-arm64 emulates aarch64, but target '{profile.name}' is built for "
                            f"{profile.isa.value}; use it with the arm64 or mobile target")
-        if task == "ner":
-            raise BadInput("--bench-device qemu-arm64 checks classification builds only so far; build NER without it "
-                           "or race on a real device with --bench-device ssh://user@host")
         arm64_root()
         return BenchDevice(spec)
     from edgeft.devices.ssh import probe
@@ -110,13 +107,14 @@ def race_on_device(device: BenchDevice, bundles: dict[str, Path], texts: list[st
 
 def labels_here_and_on_emulator(bundles: dict[str, Path], texts: list[str]) -> tuple[dict[str, list[str]],
                                                                                      dict[str, Any]]:
-    """Each bundle's labels at batch 1 on this host and on the emulated aarch64 runtime."""
+    """Each bundle's decisions at batch 1 (labels; NER: entity spans) on this host and on the emulated aarch64
+    runtime."""
     import edgeft.runtime
     from edgeft.devices.qemu import labels_on_qemu_arm64
 
     here = {}
     for name, folder in bundles.items():
         bundle = edgeft.runtime.load(folder)
-        here[name] = [bundle.labels[i] for i in bundle.logits(texts, batch_size=1).argmax(-1).tolist()]
+        here[name] = bundle.decisions(texts)
         del bundle
     return here, labels_on_qemu_arm64(list(bundles.values()), texts)

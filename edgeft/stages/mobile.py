@@ -1,5 +1,6 @@
 """What a phone app needs beside the .ort model: the tokenizer as data (vocabulary + settings + algorithm steps),
-reference token ids to test the app's own port against, and a README section on loading it with ONNX Runtime Mobile.
+reference token ids (and, for token classification, offsets and word ids) to test the app's own port against, and a
+README section on loading it with ONNX Runtime Mobile and, for NER, on turning token logits into entity spans.
 
 Apps on phones have no Python `tokenizers`. edgeft.runtime.wordpiece is the algorithm written out to be ported; the
 build checks that it reproduces the bundle's own tokenizer on every reference text before anything ships.
@@ -49,9 +50,10 @@ def write_mobile_files(folder: Path, profile: TargetProfile, texts: list[str], i
             "algorithm": "BERT WordPiece (edgeft/runtime/wordpiece.py)"}
 
 
-def mobile_readme(profile: TargetProfile, input_names: list[str], min_version: str) -> str:
+def mobile_readme(profile: TargetProfile, input_names: list[str], min_version: str, ner: bool = False) -> str:
     """The bundle README's section for app developers: Android (Kotlin) and iOS (Swift) with ONNX Runtime Mobile."""
     providers = ", ".join(profile.execution_providers) or "CPU"
+    output = _NER_OUTPUT if ner else "The output is `[1, labels]` logits in the order of `labels.json`."
     feeds_kotlin = "\n".join(f'    "{n}" to OnnxTensor.createTensor(env, arrayOf({_kotlin_var(n)}))' for n in input_names)
     return f"""
 ## In an app (ONNX Runtime Mobile)
@@ -63,7 +65,7 @@ Tokenizer: phones have no Python `tokenizers`, so port the algorithm in `edgeft/
 library Python, about 200 lines; its steps are also listed in `{FOLDER}/tokenizer_spec.json`) with `{FOLDER}/vocab.txt`,
 and test your port against `{FOLDER}/{REFERENCE_FILE}`: for every line, your `input_ids` must equal the file's.
 Inputs are int64 `[1, n]` tensors, n <= {profile.input.max_length}, no padding needed at batch 1:
-{", ".join(f"`{n}`" for n in input_names)}. The output is `[1, labels]` logits in the order of `labels.json`.
+{", ".join(f"`{n}`" for n in input_names)}. {output}
 
 Android (Kotlin, `com.microsoft.onnxruntime:onnxruntime-android`):
 ```kotlin
@@ -96,6 +98,27 @@ These two snippets show the calls; they are not compiled by edgeft's tests (no A
 model and tokenizer files they read are checked: the `.ort` file on an aarch64 onnxruntime, the tokenizer port
 against `tokenizers` on every reference text.
 """
+
+
+# Token classification: what an app does with the output, step by step (edgeft.runtime.tagging.entities_of is the
+# reference; the build's samples.jsonl holds the spans it gives, so an app can test its whole path against them).
+_NER_OUTPUT = """The output is `[1, n, tags]` logits: one row per token, tags in the order of `labels.json`
+(BIO: `O`, `B-type`, `I-type`). From logits to entities (the reference is `entities_of` in
+`edgeft/runtime/tagging.py`):
+1. Tokenize with offsets and word ids (step 10 of the algorithm in `tokenizer_spec.json`); test them against the
+   `offsets` and `word_ids` of every line of `reference.jsonl`, as you test the ids.
+2. Each word's tag is the argmax of the row of its first token (the model was trained on first sub-words only;
+   other sub-words' rows are not read). [CLS] and [SEP] (word id null) are skipped.
+3. Chunk the word tags as conlleval does: `B-x` starts an entity of type x; `I-x` continues the open entity if it
+   has type x, and otherwise starts a new one; `O` closes it.
+4. An entity's span is [first offset of its first word, last offset of its last word) and its score the mean of its
+   words' top softmax probability.
+
+Offsets count **Unicode code points** of the input string, not UTF-16 units: in Kotlin take
+`text.substring(text.offsetByCodePoints(0, start), text.offsetByCodePoints(0, end))`; in Swift index
+`text.unicodeScalars`. An emoji outside the BMP is one code point and two UTF-16 units. `samples.jsonl` holds
+held-out texts with the `entities` this bundle gives for them (text, type, start, end, score): an app's tokenizer,
+model call and decoding together must give the same spans."""
 
 
 def _kotlin_var(name: str) -> str:

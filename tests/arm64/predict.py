@@ -1,5 +1,6 @@
 """Runs inside the emulated aarch64 python: load each bundle with edgeft.runtime (hashes verified), predict the
-first N held-out texts of its samples.jsonl, print one JSON object with the logits and what ran them.
+first N held-out texts of its samples.jsonl, print one JSON object with the logits (NER: token logits and entity
+spans) and what ran them.
 
     .edgeft/arm64/python tests/arm64/predict.py N BUNDLE [BUNDLE ...]
 """
@@ -24,8 +25,13 @@ def main() -> None:
         lines = (bundle.path / SAMPLES_FILE).read_text(encoding="utf-8").splitlines()[:n]
         texts = [json.loads(line)["text"] for line in lines]
         # Batch 1: dynamic int8 picks activation scales per call, so batching (padding) would change the numbers.
-        result["bundles"][folder] = {"texts": texts, "logits": bundle.logits(texts, batch_size=1).tolist(),
-                                     "model_file": bundle.manifest["bundle"]["model_file"]}
+        row = {"texts": texts, "task": bundle.task, "model_file": bundle.manifest["bundle"]["model_file"]}
+        if bundle.task == "ner":
+            row["token_logits"] = [bundle.session.run(bundle.encode([text]))[0].tolist() for text in texts]
+            row["spans"] = [[span.to_dict() for span in bundle.entities([text], batch_size=1)[0]] for text in texts]
+        else:
+            row["logits"] = bundle.logits(texts, batch_size=1).tolist()
+        result["bundles"][folder] = row
     print(json.dumps(result))
 
 
