@@ -53,7 +53,7 @@ def write_mobile_files(folder: Path, profile: TargetProfile, texts: list[str], i
 def mobile_readme(profile: TargetProfile, input_names: list[str], min_version: str, ner: bool = False) -> str:
     """The bundle README's section for app developers: Android (Kotlin) and iOS (Swift) with ONNX Runtime Mobile."""
     providers = ", ".join(profile.execution_providers) or "CPU"
-    output = _NER_OUTPUT if ner else "The output is `[1, labels]` logits in the order of `labels.json`."
+    output = _NER_OUTPUT if ner else "The output is `[1, labels]` logits in the order of `labels.json`'s `labels`."
     feeds_kotlin = "\n".join(f'    "{n}" to OnnxTensor.createTensor(env, arrayOf({_kotlin_var(n)}))' for n in input_names)
     return f"""
 ## In an app (ONNX Runtime Mobile)
@@ -74,9 +74,9 @@ val options = OrtSession.SessionOptions().apply {{ addXnnpack(mapOf("intra_op_nu
 val session = env.createSession(assets.open("model.ort").readBytes(), options)
 val ids: LongArray = tokenizer.encode(text)            // your port of wordpiece.py
 val inputIds = ids; val attentionMask = LongArray(ids.size) {{ 1L }}; val tokenTypeIds = LongArray(ids.size)
-val logits = session.run(mapOf(
+val {"tokenLogits" if ner else "logits"} = session.run(mapOf(
 {feeds_kotlin}
-)).use {{ (it[0].value as Array<FloatArray>)[0] }}
+)).use {{ (it[0].value as {"Array<Array<FloatArray>>" if ner else "Array<FloatArray>"})[0] }}
 ```
 
 iOS (Swift, the `onnxruntime-objc` pod or Swift package):
@@ -102,8 +102,8 @@ against `tokenizers` on every reference text.
 
 # Token classification: what an app does with the output, step by step (edgeft.runtime.tagging.entities_of is the
 # reference; the build's samples.jsonl holds the spans it gives, so an app can test its whole path against them).
-_NER_OUTPUT = """The output is `[1, n, tags]` logits: one row per token, tags in the order of `labels.json`
-(BIO: `O`, `B-type`, `I-type`). From logits to entities (the reference is `entities_of` in
+_NER_OUTPUT = """The output is `[1, n, tags]` logits: one row per token, tags in the order of `labels.json`'s
+`labels` (BIO: `O`, `B-type`, `I-type`). From logits to entities (the reference is `entities_of` in
 `edgeft/runtime/tagging.py`):
 1. Tokenize with offsets and word ids (step 10 of the algorithm in `tokenizer_spec.json`); test them against the
    `offsets` and `word_ids` of every line of `reference.jsonl`, as you test the ids.
