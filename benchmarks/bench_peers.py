@@ -2,8 +2,10 @@
 x86-avx2-teacher bundle (the fine-tuned teacher, int8) against what the peers give, in one run on one machine.
 
 The peer chain is what a user of Optimum does today with the same fine-tuned teacher: Optimum's ONNX export
-(`ORTModelForSequenceClassification.from_pretrained(teacher, export=True)`), then `ORTQuantizer` with the
-`AutoQuantizationConfig.avx2(is_static=False)` preset, every other setting left at its default. The edgeft side is
+(`ORTModelForSequenceClassification.from_pretrained(teacher, export=True)`), then `ORTQuantizer` with a dynamic
+preset, every other setting left at its default: `AutoQuantizationConfig.avx2(is_static=False)`, and the preset for
+the host's best ISA (`avx512_vnni` where the CPU has VNNI, `avx512` with AVX-512 alone), which a user on that host
+would pick. The goals are judged against the faster of the two. The edgeft side is
 `edgeft build --target x86-avx2` on the same data, whose teacher fine-tune is the very folder the peer starts from
 (and `--target x86-avx2-teacher`, the same teacher without distillation, for reference).
 
@@ -26,33 +28,47 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeft.artifact import sha256_json
-from edgeft.backends.onnxruntime import OrtSession
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import BudgetFailed
 from edgeft.metrics import classification_metrics
 from edgeft.pipeline import BuildRequest, build
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import Runtime, open_session
 
-# The issue's goals: speed-up over the peer at p50, accuracy at most 0.01 below the fp32 teacher, size <= 1/4.
-GOALS = {"tweets": 3.0, "bbc": 2.0}
+# The goals (issue 16): p50 speed-up over the fastest Optimum int8 preset, accuracy at most 0.01 below the fp32
+# teacher, and the model file at most 8 MB (the default tweets bundle; BBC's longer texts keep more pieces).
+GOALS = {"tweets": 6.0, "bbc": 3.0}
+MAX_SIZE_MB = {"tweets": 8.0}
 STUDENT_TARGET, TEACHER_TARGET = "x86-avx2", "x86-avx2-teacher"
 MAX_ACCURACY_DROP = 0.01
 console = Console(width=150)  # wide enough for the table in CI logs, where no terminal width is known
 
 
+def host_best_preset() -> str:
+    """The Optimum preset a user on this host would pick: the widest int8 ISA its CPU has."""
+    isa = host_description()["isa"]
+    return "avx512_vnni" if "avx512_vnni" in isa else "avx512" if "avx512f" in isa else "avx2"
+
+
 def peer_chain(teacher: Path, work: Path) -> dict[str, Path]:
-    """Optimum export + ORTQuantizer dynamic int8 with the avx2 preset, defaults untouched; cached per teacher."""
+    """Optimum export + ORTQuantizer dynamic int8 with the avx2 and the host-best presets, defaults untouched;
+    cached per teacher."""
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     out = work / sha256_json(str(teacher.resolve()))[:16]
-    fp32, int8 = out / "optimum-fp32", out / "optimum-int8-avx2"
-    if not (int8 / "model_quantized.onnx").is_file():
+    fp32 = out / "optimum-fp32"
+    if not (fp32 / "model.onnx").is_file():
         ORTModelForSequenceClassification.from_pretrained(teacher, export=True).save_pretrained(fp32)
-        quantizer = ORTQuantizer.from_pretrained(fp32, file_name="model.onnx")
-        quantizer.quantize(save_dir=int8, quantization_config=AutoQuantizationConfig.avx2(is_static=False))
-    return {"fp32": fp32 / "model.onnx", "int8": int8 / "model_quantized.onnx"}
+    files = {"fp32": fp32 / "model.onnx"}
+    for preset in dict.fromkeys(("avx2", host_best_preset())):
+        int8 = out / f"optimum-int8-{preset}"
+        if not (int8 / "model_quantized.onnx").is_file():
+            quantizer = ORTQuantizer.from_pretrained(fp32, file_name="model.onnx")
+            quantizer.quantize(save_dir=int8, quantization_config=getattr(AutoQuantizationConfig, preset)(is_static=False))
+        files[preset] = int8 / "model_quantized.onnx"
+    return files
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -76,10 +92,12 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     texts = [data.texts[i] for i in split.test]
     gold = [index[data.labels[i]] for i in split.test]
     encode = TextEncoder(bundle_dir / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
-    files = {"peer: Optimum export fp32": peer["fp32"], "peer: Optimum + ORTQuantizer avx2 int8": peer["int8"],
+    presets = [p for p in peer if p != "fp32"]
+    files = {"peer: Optimum export fp32": peer["fp32"],
+             **{f"peer: Optimum + ORTQuantizer {p} int8": peer[p] for p in presets},
              "edgeft x86-avx2-teacher (teacher, no distillation)": bundles[TEACHER_TARGET] / "model.onnx",
              "edgeft x86-avx2 (default: distilled student)": bundle_dir / "model.onnx"}
-    sessions = {k: OrtSession(v, threads=1) for k, v in files.items()}
+    sessions = {k: open_session(Runtime.ONNXRUNTIME, v, 1, TOKENIZER_OUTPUTS) for k, v in files.items()}
 
     rows: dict[str, dict[str, Any]] = {}
     for key, session in sessions.items():
@@ -93,17 +111,22 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for key in sessions:
         rows[key].update({f"{p}_ms": v for p, v in percentiles(samples[key]).items() if p in ("p50", "p90", "p99")})
     teacher_row = report["models"][0]
-    peer_key, ours = "peer: Optimum + ORTQuantizer avx2 int8", "edgeft x86-avx2 (default: distilled student)"
+    ours = "edgeft x86-avx2 (default: distilled student)"
+    peer_key = min((f"peer: Optimum + ORTQuantizer {p} int8" for p in presets), key=lambda k: rows[k]["p50_ms"])
     speedup = rows[peer_key]["p50_ms"] / rows[ours]["p50_ms"]
+    avx2_speedup = rows["peer: Optimum + ORTQuantizer avx2 int8"]["p50_ms"] / rows[ours]["p50_ms"]
     checks = {
-        f"p50 at least {GOALS[name]:.1f}x faster than the peer": (speedup, speedup >= GOALS[name]),
+        f"p50 at least {GOALS[name]:.1f}x faster than the fastest peer preset ({peer_key.split()[-2]})":
+            (speedup, speedup >= GOALS[name]),
         "accuracy >= fp32 teacher - 0.01": (rows[ours]["accuracy"],
                                             rows[ours]["accuracy"] >= teacher_row["accuracy"] - MAX_ACCURACY_DROP),
-        "model file <= 1/4 of the fp32 teacher's": (rows[ours]["size_mb"], rows[ours]["size_mb"] <= teacher_row["size_mb"] / 4),
     }
+    if name in MAX_SIZE_MB:
+        checks[f"model file <= {MAX_SIZE_MB[name]:.0f} MB"] = (rows[ours]["size_mb"] * 2**20 / 1e6,
+                                                             rows[ours]["size_mb"] * 2**20 / 1e6 <= MAX_SIZE_MB[name])
     table = Table(title=f"{name}: {len(texts)} held-out texts (accuracy); latency on {len(latency_texts)} texts x "
                         f"{args.rounds} rounds, batch 1, 1 thread, interleaved")
-    for col in ("model", "accuracy", "macro-F1", "p50 ms", "p90 ms", "size MiB", "p50 speed-up vs peer int8"):
+    for col in ("model", "accuracy", "macro-F1", "p50 ms", "p90 ms", "size MiB", f"p50 speed-up vs {peer_key.split()[-2]} int8"):
         table.add_column(col, justify="left" if col == "model" else "right")
     table.add_row("teacher fp32 (PyTorch, from the build report)", f"{teacher_row['accuracy']:.4f}",
                   f"{teacher_row['macro_f1']:.4f}", f"{teacher_row['p50_ms']:.2f}*", f"{teacher_row['p90_ms']:.2f}*",
@@ -113,6 +136,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
                       f"{row['p90_ms']:.2f}", f"{row['size_mb']:.1f}", f"{rows[peer_key]['p50_ms'] / row['p50_ms']:.2f}x")
     console.print(table)
     console.print("* PyTorch latency comes from the build's own bench, not from this interleaved run.")
+    console.print(f"host: {host_description()['cpu']} ({', '.join(host_description()['isa'])}); speed-up vs the avx2 "
+                  f"preset: {avx2_speedup:.2f}x")
     for target, folder in bundles.items():
         shipped = json.loads((folder / "report.json").read_text())["quantization"]["name"]
         student = (json.loads((folder / "manifest.json").read_text()).get("distill") or {}).get("student")
@@ -123,7 +148,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         console.print(f"{'[green]PASS' if ok else '[red]FAIL'}[/] {check}: {value:.4g}")
     distill = manifest.get("distill") or {}
     return {"dataset": name, "test_texts": len(texts), "latency_texts": len(latency_texts), "rounds": args.rounds,
-            "teacher_fp32": teacher_row, "models": rows, "speedup_vs_peer_p50": speedup,
+            "teacher_fp32": teacher_row, "models": rows, "speedup_vs_peer_p50": speedup, "peer": peer_key,
+            "speedup_vs_avx2_preset_p50": avx2_speedup,
             "checks": {k: {"value": v, "passed": ok} for k, (v, ok) in checks.items()},
             "student": distill.get("student"), "bundles": {k: str(v) for k, v in bundles.items()}, "peer_files": {k: str(v) for k, v in peer.items()},
             "build_timings": manifest.get("timings")}

@@ -21,6 +21,7 @@ from edgeft.data.text import load_dataset
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.sessions import Runtime, open_session
 from edgeft.stages.finetune import save_model
 from edgeft.stages.student import make_student
 from edgeft.stages.torch_model import load_classifier
@@ -47,7 +48,7 @@ def main() -> None:
                                                                None)
     texts = load_dataset("packaged:tweets").texts[:300]
     encode = TextEncoder(base / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
-    samples = interleaved_latency({k: ort_backend.OrtSession(v, 1) for k, v in files.items()},
+    samples = interleaved_latency({k: open_session(Runtime.ONNXRUNTIME, v, 1, TOKENIZER_OUTPUTS) for k, v in files.items()},
                                   [encode([t]) for t in texts], rounds=3, warmup=30)
     teacher_p50 = percentiles(samples[next(iter(files))])["p50"]
     table = Table(title="int8 students, ONNX Runtime, batch 1, 1 thread, 300 tweets x 3 rounds, interleaved")

@@ -94,6 +94,13 @@ class Candidate(_Strict):
     # OpenVINO static-int8 only: NNCF's accuracy-aware quantization, which reverts the most harmful quantized
     # operations to fp32 until the dev-split drop is within the profile's accuracy budget.
     accuracy_control: bool = False
+    # ONNX graphs only (stages/vocabulary.py): 'train' keeps the word-embedding rows of the pieces the training split
+    # uses (plus special tokens) and sends every other id to [UNK]'s row through an id remap inside the graph; the
+    # tokenizer is unchanged. Whether unseen pieces cost accuracy is measured on dev like every other option.
+    vocabulary: Literal["full", "train"] = "full"
+    # ONNX graphs only: the word-embedding table as 4-bit codes with a scale and zero point per row (a quarter of
+    # fp32, half of the int8 presets' table), dequantized after the lookup.
+    embedding_bits: Literal[4] | None = None
 
     @model_validator(mode="after")
     def _options_match_scheme(self) -> Candidate:
@@ -132,6 +139,10 @@ class Candidate(_Strict):
             parts.append(f"ORT opt level {self.optimization}")
         if self.accuracy_control:
             parts.append("accuracy control")
+        if self.vocabulary != "full":
+            parts.append(f"{self.vocabulary} vocabulary")
+        if self.embedding_bits:
+            parts.append(f"{self.embedding_bits}-bit embeddings")
         return ", ".join(parts)
 
 

@@ -62,7 +62,10 @@ def test_build_reports_every_candidate_and_ships_one_never_slower_than_fp32(tiny
     report = json.loads((tiny_bundles["x86-avx2"] / "report.json").read_text())
     selection = report["selection"]
     rows = {r["name"]: r for r in selection["candidates"]}
-    assert list(rows)[:2] == ["dynamic-int8-s8", "dynamic-int8"]  # the profile's order of preference
+    from edgeft.profile import load_profile
+
+    # The profile's order of preference.
+    assert list(rows) == [c.name for c in load_profile("x86-avx2").quantization.candidates]
     assert [r["status"] for r in rows.values()].count("chosen") == 1
     chosen = next(r for r in rows.values() if r["status"] == "chosen")
     assert report["quantization"]["name"] == chosen["name"]
@@ -201,6 +204,9 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
     ov_option = tmp_path / "ov.yaml"
     ov_option.write_text("name: ov\ndescription: d\nruntime: openvino\nformat: openvino-ir\nisa: avx2\n"
                          "quantization: {candidates: [{name: pc, scheme: weight-int8, per_channel: true}], pin: pc}\n")
+    ov_trim = tmp_path / "ov-trim.yaml"
+    ov_trim.write_text("name: ovt\ndescription: d\nruntime: openvino\nformat: openvino-ir\nisa: avx2\n"
+                       "quantization: {candidates: [{name: t, scheme: fp32, vocabulary: train}], pin: t}\n")
     ort_weight = tmp_path / "ortw.yaml"
     ort_weight.write_text("name: ortw\ndescription: d\nruntime: onnxruntime\nformat: onnx\nisa: avx2\n"
                           "quantization: {candidates: [{name: w, scheme: weight-int8, per_channel: true}], pin: w}\n")
@@ -217,6 +223,7 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
         "bad device": (["--device", "tpu"], "--device 'tpu'"),
         "unknown candidate": (["--quantization", "int4"], "--quantization 'int4' is not a candidate"),
         "option the runtime lacks": (["--target", str(ov_option)], "option 'per_channel' is not implemented for runtime 'openvino'"),
+        "vocabulary trim on OpenVINO IR": (["--target", str(ov_trim)], "option 'vocabulary' is not implemented for runtime 'openvino'"),
     }
 
 

@@ -237,3 +237,93 @@ def test_openvino_accuracy_control_validates_on_dev_texts(teacher, data, work_di
     assert q.manifest["quantization"]["accuracy_control"] is True
     assert q.manifest["quantization"]["name"] == "nncf-int8-ac"
     assert "FakeQuantize" in (q.path / "openvino_model.xml").read_text()
+
+
+def test_trimmed_vocabulary_sends_unseen_pieces_to_unk_and_changes_nothing_else(teacher, data, work_dir):
+    """vocabulary: train keeps the rows of the pieces the training texts use; in fp32 a text then runs exactly as
+    the full model runs the same text with every dropped piece replaced by [UNK], and a text of kept pieces runs
+    unchanged. The tokenizer file is the base model's, untouched."""
+    from edgeft.profile import Candidate, Scheme
+
+    ds, _ = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    # Training texts without two of the sentiment words: their rows go.
+    dropped = {"great", "awful"}
+    train = [t for t in ds.texts if not dropped & set(t.split())]
+    trimmed = quantize(exported, Candidate(name="fp32-trim", scheme=Scheme.FP32, vocabulary="train"), profile, None,
+                       [], work_dir, train_texts=train)
+    table = trimmed.manifest["word_embeddings"]
+    assert table["rows"] < table["vocabulary"] and table["chosen_by"] == "training split"
+    assert (trimmed.path / "tokenizer.json").read_bytes() == (exported.path / "tokenizer.json").read_bytes()
+
+    full = open_session(Runtime.ONNXRUNTIME, exported.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    small = open_session(Runtime.ONNXRUNTIME, trimmed.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+    encode = TextEncoder(exported.path / "tokenizer.json", 128, "right", full.input_names)
+    texts = ["a great day", "an awful awful film", *ds.texts[:6]]
+    as_unk = [" ".join("[UNK]" if w in dropped else w for w in t.split()) for t in texts]
+    np.testing.assert_allclose(small.run(encode(texts)), full.run(encode(as_unk)), atol=1e-5)
+    kept_only = [t for t in ds.texts if not dropped & set(t.split())][:8]
+    np.testing.assert_array_equal(small.run(encode(kept_only)), full.run(encode(kept_only)))
+    assert not np.allclose(small.run(encode(texts[:2])), full.run(encode(texts[:2])), atol=1e-3)
+
+
+def test_4bit_embeddings_halve_the_int8_table_and_stay_close_under_int8(teacher, data, work_dir):
+    """embedding_bits: 4 stores the table as packed 4-bit codes into a 16-value palette (standard ONNX ops decode
+    them, no contrib op); the int8 quantizer then leaves that lookup alone and still quantizes the matmuls."""
+    from onnx import numpy_helper
+
+    from edgeft.profile import Candidate, Scheme
+
+    ds, _ = data
+    profile = load_profile("x86-avx2")
+    exported = export_stage.export(teacher, Runtime.ONNXRUNTIME, InputPolicy(), ds.texts[:8], work_dir)
+    plain = quantize(exported, candidate("x86-avx2", "dynamic-int8-s8"), profile, None, [], work_dir)
+    packed = quantize(exported, Candidate(name="s8-u4", scheme=Scheme.DYNAMIC_INT8, per_channel=True,
+                                          weight_type="s8", reduce_range=True, embedding_bits=4),
+                      profile, None, [], work_dir)
+    graph = onnx.load(str(packed.path / "model.onnx")).graph
+    tables = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_u4")}
+    (codes,) = tables.values()
+    vocab, hidden = teacher_table_shape(exported)
+    assert codes.dtype == np.uint8 and codes.shape == (vocab, hidden // 2)
+    assert "MatMulInteger" in {n.op_type for n in graph.node}
+    assert not {n.domain for n in graph.node} - {"", "ai.onnx"}
+    assert packed.manifest["word_embeddings"]["bits"] == 4
+    sessions = {name: open_session(Runtime.ONNXRUNTIME, art.path / "model.onnx", 1, TOKENIZER_OUTPUTS)
+                for name, art in (("plain", plain), ("packed", packed), ("fp32", exported))}
+    encode = TextEncoder(exported.path / "tokenizer.json", 128, "right", sessions["fp32"].input_names)
+    logits = {name: s.run(encode(ds.texts[:64])) for name, s in sessions.items()}
+    assert (logits["packed"].argmax(-1) == logits["fp32"].argmax(-1)).mean() >= 0.9
+    # Half the int8 preset's uint8 table, plus a fixed 2 KB byte -> two values table.
+    arrays = all_initializers(packed)
+    int8_table = max((a for a in all_initializers(plain).values() if a.dtype == np.uint8 and a.ndim == 2 and a.shape[0] == vocab),
+                     key=lambda a: a.size)
+    assert int8_table.shape == (vocab, hidden) and codes.nbytes * 2 == int8_table.nbytes
+    assert len(np.unique(next(a for n, a in arrays.items() if n.endswith("_u4_pairs")))) <= 16
+    # A .onnx target decodes the table once at load (constant folding); the mobile .ort target, whose converter would
+    # fold the decoded table into the file, decodes the looked-up rows on each call: the same values either way.
+    on_call = quantize(exported, Candidate(name="u4", scheme=Scheme.FP32, embedding_bits=4), load_profile("mobile"),
+                       None, [], work_dir)
+    at_load = quantize(exported, Candidate(name="u4", scheme=Scheme.FP32, embedding_bits=4), profile, None, [],
+                       work_dir)
+    assert on_call.manifest["word_embeddings"]["decoded"] != at_load.manifest["word_embeddings"]["decoded"]
+    runs = [open_session(Runtime.ONNXRUNTIME, a.path / "model.onnx", 1, TOKENIZER_OUTPUTS) for a in (on_call, at_load)]
+    encode = TextEncoder(exported.path / "tokenizer.json", 128, "right", runs[0].input_names)
+    np.testing.assert_allclose(runs[0].run(encode(ds.texts[:16])), runs[1].run(encode(ds.texts[:16])), atol=1e-5)
+
+
+def all_initializers(artifact) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(artifact.path / "model.onnx")).graph
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+
+def teacher_table_shape(exported) -> tuple[int, int]:
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(exported.path / "model.onnx")).graph
+    inits = {t.name: t for t in graph.initializer}
+    node = next(n for n in graph.node if n.op_type == "Gather" and n.input[1] == "input_ids" and n.input[0] in inits)
+    return tuple(numpy_helper.to_array(inits[node.input[0]]).shape)

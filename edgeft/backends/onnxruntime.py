@@ -16,7 +16,7 @@ MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
 SCHEMES = (Scheme.FP32, Scheme.DYNAMIC_INT8, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
 # Candidate options this backend implements (the others are refused before any work).
 OPTIONS = ("per_channel", "symmetric_weights", "symmetric_activations", "operators", "exclude", "optimization",
-           "weight_type", "reduce_range")
+           "weight_type", "reduce_range", "vocabulary", "embedding_bits")
 # Schemes that take fewer of them: weight-only int8 has fixed symmetric blocks and may keep the classifier float.
 SCHEME_OPTIONS = {Scheme.WEIGHT_INT8: ("exclude",)}
 
@@ -53,9 +53,10 @@ EXCLUDED_OPS = {
 
 def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
              calibration: list[dict[str, np.ndarray]] | None,
-             validation: Validation | None = None) -> Path:
+             validation: Validation | None = None, keep_float: tuple[str, ...] = ()) -> Path:
     """src/model.onnx -> out/model.onnx as the candidate says: fp32 (optionally graph-optimised by ORTOptimizer), or
-    quantized with Optimum's ISA preset (`AutoQuantizationConfig.<isa>`) narrowed by the candidate's options."""
+    quantized with Optimum's ISA preset (`AutoQuantizationConfig.<isa>`) narrowed by the candidate's options.
+    `keep_float`: nodes no quantizer may touch (the 4-bit embedding lookup's own scale and zero-point Gathers)."""
     optimum_ort = _optimum_ort()
     from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
 
@@ -67,7 +68,7 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
         shutil.rmtree(out / ".optimized", ignore_errors=True)
         return out / "model.onnx"
     if candidate.scheme is Scheme.WEIGHT_INT8:
-        return _weight_only(src / "model.onnx", out, candidate)
+        return _weight_only(src / "model.onnx", out, candidate, keep_float)
     source = src
     static = candidate.scheme is Scheme.STATIC_INT8
     preset = getattr(AutoQuantizationConfig, isa.value)
@@ -83,8 +84,8 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
     excluded_ops = {op for part in candidate.exclude for op in EXCLUDED_OPS[part]}
     qconfig.operators_to_quantize = [op for op in (candidate.operators or qconfig.operators_to_quantize)
                                      if op not in excluded_ops]
-    if Exclude.CLASSIFIER in candidate.exclude:
-        qconfig.nodes_to_exclude = classifier_nodes(source / "model.onnx")
+    qconfig.nodes_to_exclude = [*keep_float, *(classifier_nodes(source / "model.onnx")
+                                               if Exclude.CLASSIFIER in candidate.exclude else [])]
     quantizer = optimum_ort.ORTQuantizer.from_pretrained(source, file_name="model.onnx")
     ranges = None
     if static:
@@ -110,7 +111,7 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
     return out / "model.onnx"
 
 
-def _weight_only(src_model: Path, out: Path, candidate: Candidate) -> Path:
+def _weight_only(src_model: Path, out: Path, candidate: Candidate, keep_float: tuple[str, ...]) -> Path:
     """MatMul weights as int8 blocks (ONNX Runtime's MatMulNBits, 8 bits, 32 per block, symmetric); activations stay
     float, and accuracy level 4 lets the kernel use int8 dot products inside. Few predictions change (NER on
     WNUT-16: 3 of 230 dev sentences, against 13 to 30 for dynamic or static int8), the file shrinks by the
@@ -118,7 +119,7 @@ def _weight_only(src_model: Path, out: Path, candidate: Candidate) -> Path:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    excluded = classifier_nodes(src_model) if Exclude.CLASSIFIER in candidate.exclude else []
+    excluded = [*keep_float, *(classifier_nodes(src_model) if Exclude.CLASSIFIER in candidate.exclude else [])]
     config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
     quantizer = MatMulNBitsQuantizer(onnx.load(str(src_model)), nodes_to_exclude=excluded, algo_config=config)
     quantizer.process()

@@ -24,7 +24,9 @@ def predict(
     from edgeft import runtime
 
     loaded = runtime.load(bundle, threads=threads)
-    predictions = loaded.predict(texts)
+    # One text per call: dynamic int8 scales its activations over the whole batch, padding included, so a text's
+    # scores would depend on the texts beside it. Alone, each gets what an app that runs it alone gets.
+    predictions = loaded.predict(texts, batch_size=1)
     if as_json:
         if loaded.task == "ner":
             typer.echo(json.dumps([[s.to_dict() for s in spans] for spans in predictions], ensure_ascii=False))

@@ -24,6 +24,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"{st['parameters'] / 1e6:.1f} M parameters against the teacher's {st['teacher_parameters'] / 1e6:.1f} M, "
                   f"trained on {distilled['train_samples']} labelled and {distilled['extra_texts']} unlabelled texts "
                   f"with the teacher's soft targets.\n")
+    table_note = _word_embeddings_line(report.get("word_embeddings"))
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r.get('score', r['accuracy']):.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
     if report.get("baseline"):
@@ -50,7 +51,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
 |---|---|---|---|---|---|---|
 {rows}
 
-{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime.{_floor_line(report)} Latency: batch 1, {profile.threads} thread(s),
+{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime.{_floor_line(report)}{table_note} Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.
 
 ## Quantization: how the shipped scheme was chosen
@@ -131,3 +132,17 @@ def _floor_line(report: dict[str, Any]) -> str:
     fallback = report.get("student_fallback")
     shipped = f" Shipped the teacher: {fallback['reason']}." if fallback else ""
     return f" Floor: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"
+
+
+def _word_embeddings_line(table: dict[str, Any] | None) -> str:
+    """What a user must know of a trimmed vocabulary: which pieces still have rows, and what the others become."""
+    if not table:
+        return ""
+    line = ""
+    if table.get("vocabulary"):
+        line += (f" The word-embedding table keeps {table['rows']} of {table['vocabulary']} word pieces, those of the "
+                 f"{table['chosen_by']}; any other piece is looked up as [UNK] (an id remap inside the model: the "
+                 f"tokenizer files are the base model's).")
+    if table.get("bits") == 4:
+        line += " The table is stored as 4-bit codes into a palette of 16 values."
+    return line

@@ -78,6 +78,8 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
                   "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"],
+                  # A trimmed or 4-bit word-embedding table (stages/vocabulary.py): rows kept, bits, chosen by what.
+                  "word_embeddings": quantized.manifest.get("word_embeddings"),
                   "latency_samples_ms": result["latency_samples_ms"],
                   # Why a profile's student did not ship (pipeline.student_fallback), or None.
                   "student_fallback": manifest_body.get("student_fallback")}

@@ -9,7 +9,9 @@ The rules, in order:
 2. Latency, when this host has the target's hardware: every candidate that passed is timed batch 1, interleaved with
    the others on the same dev texts. The fastest ships, and never one slower than the fastest fp32 candidate (an
    "optimised" model slower than fp32 is the trap this stage exists for). Candidates within `TIE` of the fastest
-   count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice.
+   count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice. The
+   candidates within RUNOFF of the fastest first race again among themselves on more texts (a run-off), and
+   these figures decide.
 3. Without the target's hardware (arm64 or mobile on an x86 build host), host latency says nothing about the
    device: the first candidate in the profile's preference order that passed step 1 ships, and the report says so.
 4. With a bench device (`edgeft build --bench-device`, stages/device_race.py) the device decides instead of this
@@ -46,6 +48,10 @@ LATENCY_TEXTS = 100
 LATENCY_ROUNDS = 3
 # p50s within 3 % of the fastest are a tie on a shared 2-core machine (run-to-run spread measured ~2 %).
 TIE = 0.03
+# The accurate candidates within RUNOFF of the fastest race again, alone, on more texts: with ten models in one race,
+# twins (the same call graph, say, with a smaller file) were measured up to 5 % apart, more than TIE.
+RUNOFF = 0.10
+RUNOFF_TEXTS = 300
 # Resamples of the dev split for a candidate's drop's standard error (rule 1).
 BOOTSTRAP = 1000
 
@@ -76,6 +82,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     timed = timed_here or (device is not None and not device.emulated)
     with tempfile.TemporaryDirectory(prefix="edgeft-select-") as tmp:
         sessions: dict[str, tuple[Session, TextEncoder]] = {}
+        runoff: dict[str, Any] | None = None
         rows: dict[str, dict[str, Any]] = {}
         stats: dict[str, np.ndarray] = {}
         for name, (candidate, artifact) in made.items():
@@ -133,6 +140,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             for name, values in samples.items():
                 stats = percentiles(values)
                 rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], timed_on="this host")
+            runoff = _runoff(race, rows, accurate, [encode_any([t]) for t in dev_texts[:RUNOFF_TEXTS]],
+                             profile.threads)
         del sessions  # release the models before the temporary folder goes
     where = ("this host" if device is None else device.where)
     chosen, decided_by = _decide(list(made), rows, accurate, budget, reference, timed, profile, where,
@@ -140,11 +149,31 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     record = {"decided_by": decided_by, "reference": reference, "metric": PRIMARY_NAME[task], "budget": budget,
               "dev_texts": len(dev_texts),
               "latency": ({"texts": min(LATENCY_TEXTS, len(dev_texts)), "rounds": LATENCY_ROUNDS,
-                           "threads": profile.threads, "batch_size": 1, "tie": TIE, "where": where} if timed else None),
+                           "threads": profile.threads, "batch_size": 1, "tie": TIE, "where": where,
+                           "runoff": runoff} if timed else None),
               "host": {"cpu": host["cpu"], "machine": host["machine"], "isa": host["isa"]},
               "device": _device_record(device, on_device),
               "candidates": [rows[n] for n in made]}
     return Selection(made[chosen][1], record)
+
+
+def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate: list[str],
+            feeds: list[dict[str, np.ndarray]], threads: int) -> dict[str, Any] | None:
+    """Re-time the accurate candidates within RUNOFF of the fastest among themselves; their rows take these figures."""
+    timed = [n for n in accurate if n in race]
+    if not timed:
+        return None
+    fastest = min(rows[n]["p50_ms"] for n in timed)
+    finalists = [n for n in timed if rows[n]["p50_ms"] <= fastest * (1 + RUNOFF)]
+    if len(finalists) < 2:
+        return None
+    console.print(f"  run-off: {len(finalists)} candidates within {RUNOFF:.0%} of the fastest x {len(feeds)} texts x "
+                  f"{LATENCY_ROUNDS} rounds, batch 1, {threads} thread(s), interleaved")
+    samples = interleaved_latency({n: race[n] for n in finalists}, feeds, LATENCY_ROUNDS, warmup=len(feeds) // 3)
+    for name, values in samples.items():
+        stats = percentiles(values)
+        rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], first_race_p50_ms=rows[name]["p50_ms"])
+    return {"candidates": finalists, "texts": len(feeds), "rounds": LATENCY_ROUNDS, "within": RUNOFF}
 
 
 def paired_drop_se(task: str, reference: np.ndarray, candidate: np.ndarray, resamples: int = BOOTSTRAP,
