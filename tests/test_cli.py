@@ -72,6 +72,10 @@ def test_build_reports_every_candidate_and_ships_one_never_slower_than_fp32(tiny
     assert selection["decided_by"].startswith("latency on this host")
     fastest_fp32 = min(r["p50_ms"] for r in rows.values() if r["scheme"] == "fp32")
     assert chosen["p50_ms"] <= fastest_fp32 and chosen["accuracy_drop"] <= selection["budget"]
+    runoff = selection["latency"]["runoff"]  # candidates within 10 % of the fastest, re-timed among themselves
+    if runoff is not None:
+        assert chosen["name"] in runoff["candidates"]
+        assert all("first_race_p50_ms" in rows[n] for n in runoff["candidates"])
     assert all(r["reason"] for r in rows.values())  # every rejection says why
     manifest = json.loads((tiny_bundles["x86-avx2"] / "manifest.json").read_text())
     assert manifest["selection"] == selection

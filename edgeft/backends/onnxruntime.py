@@ -56,7 +56,7 @@ def quantize(src: Path, out: Path, candidate: Candidate, isa: Isa,
              validation: Validation | None = None, keep_float: tuple[str, ...] = ()) -> Path:
     """src/model.onnx -> out/model.onnx as the candidate says: fp32 (optionally graph-optimised by ORTOptimizer), or
     quantized with Optimum's ISA preset (`AutoQuantizationConfig.<isa>`) narrowed by the candidate's options.
-    `keep_float`: nodes no quantizer may touch (the 4-bit embedding lookup's own scale and zero-point Gathers)."""
+    `keep_float`: nodes no quantizer may touch (the decoding of a 4-bit embedding table, stages/vocabulary.py)."""
     optimum_ort = _optimum_ort()
     from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
 
