@@ -82,7 +82,7 @@ def trim_word_embeddings(model, trim: Trim, tokenizer_file: Path) -> dict[str, i
     if weights.shape[0] != trim.vocabulary:
         raise StageFailed(f"word-embedding table has {weights.shape[0]} rows, the tokenizer {trim.vocabulary} ids")
     unk = _unk_id(tokenizer_file)
-    kept = trim.kept
+    kept = np.union1d(trim.kept, [unk])  # [UNK] keeps its row whatever the texts were: dropped ids land there
     remap = np.full(weights.shape[0], int(np.searchsorted(kept, unk)), dtype=np.int32)
     remap[kept] = np.arange(len(kept), dtype=np.int32)
     table.CopyFrom(numpy_helper.from_array(weights[kept], table.name))
