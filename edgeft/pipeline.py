@@ -182,14 +182,18 @@ def build(req: BuildRequest) -> BuildResult:
     dev = None if ner else DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
     calib = {name: calibration_texts(data, split, recipe) for name, recipe in recipes.items()}
     # A trimmed vocabulary keeps the pieces of the training split only: dev then measures what unseen pieces cost.
-    train_texts = [data.texts[i] for i in split.train] if any(c.vocabulary == "train" for c in candidates) else None
+    train_pieces = None
+    if any(c.vocabulary == "train" for c in candidates):
+        from edgeft.stages.vocabulary import pieces_of
+
+        train_pieces = pieces_of(exported.path / "tokenizer.json", [data.texts[i] for i in split.train])
 
     def quantize_all() -> dict[str, Any]:
         made = {}
         for i, c in enumerate(candidates, 1):
             t0 = time.perf_counter()
             made[c.name] = (c, quantize(exported, c, profile, recipes.get(c.calibration), calib.get(c.calibration, []),
-                                        work, dev, train_texts))
+                                        work, dev, train_pieces))
             how = "cached" if made[c.name][1].manifest.get("cache_hit") else f"{time.perf_counter() - t0:.1f} s"
             console.print(f"  candidate {i}/{len(candidates)} {c.name} ({c.summary()}): {how}")
         return made

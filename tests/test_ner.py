@@ -137,7 +137,8 @@ def test_a_mobile_ner_bundle_gives_an_app_the_spans_edgeft_predict_gives(ner_bun
     import onnxruntime
 
     from edgeft.runtime.tagging import entities_of
-    from edgeft.runtime.wordpiece import encode_with_offsets, read_spec
+    from edgeft.runtime.wordpiece import encode_with_offsets
+    from edgeft.runtime.wordpiece_files import read_spec
 
     bundle = ner_bundles["mobile"]
     manifest = json.loads((bundle / "manifest.json").read_text())

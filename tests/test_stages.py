@@ -244,6 +244,7 @@ def test_trimmed_vocabulary_sends_unseen_pieces_to_unk_and_changes_nothing_else(
     the full model runs the same text with every dropped piece replaced by [UNK], and a text of kept pieces runs
     unchanged. The tokenizer file is the base model's, untouched."""
     from edgeft.profile import Candidate, Scheme
+    from edgeft.stages.vocabulary import pieces_of
 
     ds, _ = data
     profile = load_profile("x86-avx2")
@@ -252,7 +253,7 @@ def test_trimmed_vocabulary_sends_unseen_pieces_to_unk_and_changes_nothing_else(
     dropped = {"great", "awful"}
     train = [t for t in ds.texts if not dropped & set(t.split())]
     trimmed = quantize(exported, Candidate(name="fp32-trim", scheme=Scheme.FP32, vocabulary="train"), profile, None,
-                       [], work_dir, train_texts=train)
+                       [], work_dir, train_pieces=pieces_of(exported.path / "tokenizer.json", train))
     table = trimmed.manifest["word_embeddings"]
     assert table["rows"] < table["vocabulary"] and table["chosen_by"] == "training split"
     assert (trimmed.path / "tokenizer.json").read_bytes() == (exported.path / "tokenizer.json").read_bytes()

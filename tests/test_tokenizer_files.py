@@ -96,7 +96,7 @@ def test_the_mobile_bundle_reads_the_same_from_its_tokenizer_json_its_portable_f
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from edgeft.runtime.wordpiece import read_spec
+    from edgeft.runtime.wordpiece_files import read_spec
 
     bundle_dir = tiny_bundles["mobile"]
     plain = Tokenizer.from_file(str(bundle_dir / "tokenizer.json"))

@@ -10,17 +10,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from edgeft.errors import BadInput
-from edgeft.runtime.wordpiece import (
-    REFERENCE_EDGE_CASES,
-    SPEC_FILE,
-    VOCAB_FILE,
-    WordPieceSpec,
-    encode,
-    encode_with_offsets,
-    read_spec,
-    write_reference,
-    write_spec,
-)
+from edgeft.runtime.wordpiece import WordPieceSpec, encode, encode_with_offsets
+from edgeft.runtime.wordpiece_files import (REFERENCE_EDGE_CASES, SPEC_FILE, VOCAB_FILE, read_spec, write_reference,
+                                            write_spec)
 
 LENGTHS_AND_SIDES = [(128, "right"), (128, "left"), (64, "right"), (64, "left")]
 

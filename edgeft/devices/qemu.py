@@ -24,12 +24,11 @@ import edgeft.runtime
 from edgeft.metrics import classification_metrics
 from edgeft.runtime.entities import entity_metrics
 from edgeft.runtime.samples import SAMPLES_FILE
-from edgeft.runtime.tagging import tags_of, word_logits
 bundle = edgeft.runtime.load(sys.argv[1])
 rows = [json.loads(l) for l in (bundle.path / SAMPLES_FILE).read_text(encoding="utf-8").splitlines() if l.strip()]
 if bundle.task == "ner":
     words = [r["words"] for r in rows]
-    tagged = tags_of(word_logits(bundle.session.run, bundle.encoder, words, batch_size=1), words, bundle.labels)
+    tagged = bundle.tags(words, batch_size=1)
     metrics = entity_metrics([r["tags"] for r in rows], tagged)
     agree = sum(t == r["predicted"] for t, r in zip(tagged, rows)) / len(rows)
 else:

@@ -77,6 +77,12 @@ class Bundle:
             return [[[s.type, s.start, s.end] for s in spans] for spans in self.entities(list(texts), batch_size=1)]
         return [self.labels[i] for i in self.logits(list(texts), batch_size=1).argmax(-1).tolist()]
 
+    def tags(self, sentences: list[list[str]], batch_size: int = 32) -> list[list[str]]:
+        """One BIO tag per word of pre-split sentences (NER bundles): what entity F1 is scored on."""
+        from edgeft.runtime.tagging import tags_of, word_logits
+
+        return tags_of(word_logits(self.session.run, self.encoder, sentences, batch_size), sentences, self.labels)
+
     def entities(self, texts: list[str], batch_size: int = 32) -> list[list[Span]]:
         """Entity spans (text, type, character start and end, score) of raw texts."""
         from edgeft.runtime.tagging import entities_of

@@ -14,7 +14,8 @@ from typing import Any
 from edgeft.errors import StageFailed
 from edgeft.profile import TargetProfile
 from edgeft.runtime.encoder import TextEncoder
-from edgeft.runtime.wordpiece import REFERENCE_EDGE_CASES, WordPieceSpec, encode, write_reference, write_spec
+from edgeft.runtime.wordpiece import WordPieceSpec, encode
+from edgeft.runtime.wordpiece_files import REFERENCE_EDGE_CASES, write_reference, write_spec
 
 FOLDER = "mobile"
 REFERENCE_FILE = "reference.jsonl"

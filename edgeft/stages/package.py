@@ -194,10 +194,7 @@ def _write_samples(bundle: Bundle, held_out: HeldOut, path: Path) -> None:
 
 def _write_tagged_samples(bundle: Bundle, examples: Examples, path: Path) -> None:
     """NER samples: the words, their gold tags, and the tags and spans this build's bundle predicts (batch 1)."""
-    from edgeft.runtime.tagging import tags_of, word_logits
-
-    predicted = tags_of(word_logits(bundle.session.run, bundle.encoder, examples.words, batch_size=1), examples.words,
-                        bundle.labels)
+    predicted = bundle.tags(examples.words, batch_size=1)
     spans = [bundle.entities([text], batch_size=1)[0] for text in examples.texts]
     with open(path, "w", encoding="utf-8") as fh:
         for text, words, tags, tagged, found in zip(examples.texts, examples.words, examples.tags, predicted, spans):

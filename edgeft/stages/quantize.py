@@ -19,7 +19,7 @@ from edgeft.profile import Candidate, ModelFormat, Runtime, Scheme, TargetProfil
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.sessions import open_session
 from edgeft.stages.torch_model import TOKENIZER_FILES
-from edgeft.stages.vocabulary import TABLE_FORMAT, Trim, pieces_of, quantize_table_4bit, trim_word_embeddings
+from edgeft.stages.vocabulary import TABLE_FORMAT, Trim, quantize_table_4bit, trim_word_embeddings
 
 
 def check_supported(profile: TargetProfile) -> None:
@@ -65,16 +65,16 @@ class DevSplit:
 
 def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, recipe: CalibrationRecipe | None,
              calib_texts: list[str], work_dir: Path, dev: DevSplit | None = None,
-             train_texts: list[str] | None = None) -> Artifact:
+             train_pieces: Trim | None = None) -> Artifact:
     """One candidate, cached by everything it depends on (accuracy-controlled ones also by their dev texts, trimmed
-    vocabularies by the training texts that chose the kept pieces)."""
+    vocabularies by the pieces kept: `train_pieces`, `pieces_of` the training split)."""
     runtime = Runtime(exported.manifest["runtime"])
     dev = dev if candidate.accuracy_control else None
     trim = None
     if candidate.vocabulary == "train":
-        if not train_texts:
-            raise BadInput(f"candidate '{candidate.name}': 'vocabulary: train' needs the training split's texts")
-        trim = pieces_of(exported.path / "tokenizer.json", train_texts)
+        if train_pieces is None:
+            raise BadInput(f"candidate '{candidate.name}': 'vocabulary: train' needs the training split's pieces")
+        trim = train_pieces
     key = {"parent": exported.manifest["cache_key"], "candidate": candidate.model_dump(mode="json"),
            "isa": profile.isa.value, "policy": profile.input.model_dump(),
            "recipe": recipe.model_dump() if recipe else None,
