@@ -31,7 +31,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
-# Benchmarks print figures; they are not tests. bench-peers: edgeft x86-avx2 vs Optimum export + ORTQuantizer avx2.
+# Benchmarks print figures; they are not tests. bench-peers: edgeft x86-avx2 vs Optimum export + ORTQuantizer (avx2 and
+# the host-best preset), edgeft openvino-cpu vs optimum-intel fp32 / NNCF int8 (--datasets, --targets, --block).
 bench-peers: install
 	$(BIN)/python benchmarks/bench_peers.py
 

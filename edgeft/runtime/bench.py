@@ -108,11 +108,18 @@ def relative_spread(values: list[float]) -> float:
 
 
 def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarray]], rounds: int,
-                        warmup: int) -> dict[str, list[float]]:
-    """Batch-1 latency (ms) of several models on the same inputs, timed in turn on each input in a fresh seeded
-    random order each time: drift of a shared machine then hits every model alike, and ratios hold. Random, not
-    rotated: a rotation keeps the cyclic order, so one model always ran right after the same neighbour and paid for
-    its evictions (measured: a model following the 60 MB fp32 candidate read 4 % slower than its twin elsewhere)."""
+                        warmup: int, block: int = 1) -> dict[str, list[float]]:
+    """Batch-1 latency (ms) of several models on the same inputs, timed in turn on each block of `block` inputs in a
+    fresh seeded random order each time: drift of a shared machine then hits every model alike, and ratios hold.
+    Random, not rotated: a rotation keeps the cyclic order, so one model always ran right after the same neighbour
+    and paid for its evictions (measured: a model following the 60 MB fp32 candidate read 4 % slower than its twin
+    elsewhere).
+
+    block=1 switches model on every call, and every switch costs the next call its caches: about 0.4 ms on the
+    2-core AVX-512 VNNI host, the same for a 1.4 ms and a 4 ms model, so ratios between models of different speed
+    shrink (3.0x alone read 2.4x). Blocks of 25 calls read what each model costs alone (an app calls one model) and
+    still spread drift over all of them: benchmarks that state ratios use them. The build's race keeps block=1: an
+    equal penalty on every candidate does not change which one is fastest."""
     names = list(sessions)
     for feed in feeds[:warmup]:
         for name in names:
@@ -120,12 +127,13 @@ def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarr
     samples: dict[str, list[float]] = {name: [] for name in names}
     order = np.random.default_rng(0)
     for _ in range(rounds):
-        for feed in feeds:
+        for start in range(0, len(feeds), block):
             for k in order.permutation(len(names)):
                 name = names[k]
-                t0 = time.perf_counter()
-                sessions[name].run(feed)
-                samples[name].append((time.perf_counter() - t0) * 1e3)
+                for feed in feeds[start:start + block]:
+                    t0 = time.perf_counter()
+                    sessions[name].run(feed)
+                    samples[name].append((time.perf_counter() - t0) * 1e3)
     return samples
 
 

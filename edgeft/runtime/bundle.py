@@ -12,7 +12,7 @@ from edgeft.artifact import hash_tree, read_manifest
 from edgeft.errors import BadInput
 from edgeft.metrics import softmax
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.runtime.scoring import Examples, score, sentence_logits
+from edgeft.runtime.scoring import SCORING_BATCH, Examples, score, sentence_logits
 from edgeft.runtime.sessions import Runtime, open_session
 from edgeft.runtime.tagging import Span
 
@@ -96,8 +96,8 @@ class Bundle:
                       for text, enc, row in zip(chunk, encodings, logits)]
         return found
 
-    def score(self, examples: Examples, batch_size: int = 32) -> dict[str, Any]:
-        """This bundle's metrics on labelled examples, computed on its own runtime."""
+    def score(self, examples: Examples, batch_size: int = SCORING_BATCH) -> dict[str, Any]:
+        """This bundle's metrics on labelled examples, computed on its own runtime, one text per call."""
         return score(self.session.run, self.encoder, examples, self.labels, batch_size)
 
 
