@@ -32,9 +32,10 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not real and not slow"
 
 # Benchmarks print figures; they are not tests. bench-peers: edgeft x86-avx2 vs Optimum export + ORTQuantizer (avx2 and
-# the host-best preset), edgeft openvino-cpu vs optimum-intel fp32 / NNCF int8 (--datasets, --targets, --block).
+# the host-best preset), edgeft openvino-cpu vs optimum-intel fp32 / NNCF int8 (--datasets, --targets, --block);
+# TASK=ner: the x86-avx2 NER bundle on WNUT-16 vs Optimum's token-classification export and presets.
 bench-peers: install
-	$(BIN)/python benchmarks/bench_peers.py
+	$(BIN)/python benchmarks/bench_peers.py --task $(TASK)
 
 # Hugging Face Trainer defaults vs edgeft's training loop in one run: samples/s and MFU (BERT-base config, seq 128)
 # and wall-clock to the same dev accuracy on the tweets; on a GPU when torch sees one, else a reduced size on CPU.

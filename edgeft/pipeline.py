@@ -127,12 +127,7 @@ def build(req: BuildRequest) -> BuildResult:
                        "finetune --out DIR`, then `edgeft build --finetuned DIR`")
     finetuned = open_finetuned(req.finetuned, req.task, labels_of(data, req.task)) if req.finetuned else None
     resolve_precision(spec.precision, resolve_device(spec.device))
-    if ner and req.student not in (None, "none"):
-        raise BadInput(f"distilling a NER student inside `edgeft build` is not supported yet (--student "
-                       f"{req.student}); drop --student")
-    # A profile's student recipe is for sentence classification (its shape and loss were measured there): NER
-    # builds ship the fine-tuned model itself, and say so below and in the report's model list.
-    student = None if ner else resolve_student(req, profile)
+    student = resolve_student(req, profile)
     if student is not None:
         from edgeft.stages.student import prepare_student
 
@@ -141,9 +136,6 @@ def build(req: BuildRequest) -> BuildResult:
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
                   f"{'tags' if ner else 'labels'}) · model {model_name}")
-    if ner and profile.student is not None:
-        console.print(f"  target {profile.name} distils students for classification only: this NER build ships the "
-                      f"fine-tuned model")
 
     work = req.work_dir / "work"
     from edgeft.stages.export import export
@@ -170,7 +162,7 @@ def build(req: BuildRequest) -> BuildResult:
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
         fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest,
                                     Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
-                                    profile.budgets.max_accuracy_drop)
+                                    profile.budgets.max_drop(req.task))
         if fallback is not None:
             console.print(f"  [yellow]{fallback['reason']}[/]")
             shipped_source = teacher
@@ -282,6 +274,9 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     from edgeft.stages.training import read_dev_predictions
 
     metrics = distilled.get("metrics", {})
+    # NER: entity F1 from the training records (no per-sentence dev predictions are kept), so the drop alone decides.
+    figure = "entity F1" if dev.task == "ner" else "accuracy"
+    key = figure.replace(" ", "_").lower()
     t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
     if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
         # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
@@ -290,14 +285,14 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
         t_acc, s_acc = float(t_ok.mean()), float(s_ok.mean())
         se = paired_drop_se(dev.task, t_ok, s_ok)
     else:
-        t_acc, s_acc, se = metrics.get("teacher_dev_accuracy"), metrics.get("dev_accuracy"), 0.0
+        t_acc, s_acc, se = metrics.get(f"teacher_dev_{key}"), metrics.get(f"dev_{key}"), 0.0
         if t_acc is None or s_acc is None:
             return None
     if t_acc - s_acc + se <= max_drop:
         return None
-    return {"student_dev_accuracy": s_acc, "teacher_dev_accuracy": t_acc, "drop_se": round(se, 4),
-            "max_accuracy_drop": max_drop, "dev_texts": len(dev),
-            "reason": f"the distilled student does not hold the accuracy budget on this data: dev accuracy "
+    return {f"student_dev_{key}": s_acc, f"teacher_dev_{key}": t_acc, "drop_se": round(se, 4),
+            f"max_{key}_drop": max_drop, "dev_texts": len(dev),
+            "reason": f"the distilled student does not hold the {figure} budget on this data: dev {figure} "
                       f"{s_acc:.4f} vs the teacher's {t_acc:.4f} (drop {t_acc - s_acc:+.4f}, standard error "
                       f"{se:.4f} on {len(dev)} dev texts; drop + error must be <= {max_drop:g}), so the "
                       f"teacher's candidates race instead (--student none does this directly; more labelled or "

@@ -134,6 +134,14 @@ PLACES = WORDS["neutral"]
 TINY_NER_TRAINING = ["--epochs", "6", "--learning-rate", "3e-3", "--device", "cpu"]
 
 
+def tiny_ner_args(target: str) -> list[str]:
+    """The tiny NER recipe, and a 1-layer student where the target's profile distils one (as tiny_build_args)."""
+    from edgeft.profile import load_profile
+
+    student = ["--student", "layers:1", *TINY_DISTILLATION] if load_profile(target).student is not None else []
+    return [*TINY_NER_TRAINING, *student]
+
+
 def tagged_sentences(n: int, seed: int) -> list[tuple[list[str], list[str]]]:
     rng = random.Random(seed)
     sentences = []
@@ -172,7 +180,7 @@ def ner_bundles(tiny_model, tiny_conll, tmp_path_factory) -> dict[str, Path]:
             out = root / target
             code, _, err = run_edgeft(["build", "--task", "ner", "--target", target, "--model", str(tiny_model),
                                        "--data", str(tiny_conll), "--out", str(out), "--work-dir", str(self.work),
-                                       *TINY_NER_TRAINING])
+                                       *tiny_ner_args(target)])
             assert code == 0, err
             self[target] = out
             return out

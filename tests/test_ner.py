@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_NER_TRAINING, run_edgeft, tagged_sentences
+from conftest import PLACES, run_edgeft, tagged_sentences, tiny_ner_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,8 +24,13 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     manifest = json.loads((ner_bundle / "manifest.json").read_text())
     assert report["task"] == "ner" and manifest["bundle"]["task"] == "ner"
     assert manifest["bundle"]["labels"] == ["O", "B-person", "I-person", "B-place", "I-place"]
-    # x86-avx2 distils a student for sentence classification only: an NER build ships the fine-tuned model.
-    assert manifest["distill"] is None and [r["model"] for r in report["models"]][0] == "fine-tuned fp32"
+    # x86-avx2 distils a student for NER too (here 1 layer of the tiny model's 2): it learned from the fine-tuned
+    # model's soft targets on every sub-word, kept its best epoch by dev entity F1, and held the F1 budget on dev.
+    distill = manifest["distill"]
+    assert distill["student"]["layers"] == 1 and distill["soft_targets"] == "fp32"
+    assert report["student_fallback"] is None
+    assert distill["metrics"]["dev_entity_f1"] >= distill["metrics"]["teacher_dev_entity_f1"] - 0.02
+    assert [r["model"] for r in report["models"]][:2] == ["fine-tuned fp32", "student fp32"]
     m = report["metrics"]
     assert m["f1"] > 0.5  # the tiny model learned the entities: chance is near 0 for exact spans
     assert m["f1_drop"] == pytest.approx(m["teacher_f1"] - m["f1"])
@@ -43,7 +48,7 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     assert 0.4 < m["lexicon_f1"] == floor["baseline_score"] < 0.9 and report["baseline"]["model"] == "lexicon baseline"
     assert floor["teacher"]["passed"] and floor["shipped"]["passed"] and floor["shipped"]["lower_bound"] > 0
     assert floor["shipped"]["margin"] == pytest.approx(m["f1"] - m["lexicon_f1"])
-    assert [row["metric"] for row in report["models"]] == ["entity F1", "entity F1"]
+    assert [row["metric"] for row in report["models"]] == ["entity F1"] * 3
     assert "entity F1" in (ner_bundle / "README.md").read_text()
 
 
@@ -68,7 +73,7 @@ def test_an_ner_build_on_shuffled_tags_exits_1_naming_the_lexicon_baseline(tiny_
     out = tmp_path / "bundle"
     code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
                                "--data", str(data), "--out", str(out), "--work-dir", str(tmp_path / "work"),
-                               *TINY_NER_TRAINING])
+                               *tiny_ner_args("x86-avx2")])
     assert code == 1, err
     assert "did not beat the lexicon baseline" in err and "entity F1" in err and "tag column" in err
     report = json.loads((out / "report.json").read_text())  # written for inspection
@@ -185,7 +190,7 @@ def test_ner_on_the_emulated_aarch64_runtime_bench_and_build_race(ner_bundles, t
     bundle = tmp_path / "raced"
     code, out, err = run_edgeft(["build", "--task", "ner", "--target", "mobile", "--model", str(tiny_model),
                                  "--data", str(tiny_conll), "--out", str(bundle), "--work-dir", str(ner_bundles.work),
-                                 "--bench-device", "qemu-arm64", *TINY_NER_TRAINING])
+                                 "--bench-device", "qemu-arm64", *tiny_ner_args("mobile")])
     assert code == 0, err
     selection = json.loads((bundle / "report.json").read_text())["selection"]
     assert selection["device"]["emulated"] and all(c.get("p50_ms") is None for c in selection["candidates"])
@@ -258,3 +263,29 @@ def test_a_token_classification_pipeline_over_optimum_tags_and_spans_as_edgeft(r
     for text, predicted in zip(NER_TEXTS, json.loads(out)):
         theirs = [(e["entity_group"], e["start"], e["end"]) for e in spans(text)]
         assert theirs == [(s["type"], s["start"], s["end"]) for s in predicted], text
+
+
+def test_distill_command_distils_a_tagger_on_sub_word_soft_targets_and_scores_entity_f1(ner_bundles, tiny_conll,
+                                                                                        tmp_path):
+    """`edgeft distill` on a token-classification teacher: tagged sentences in, a 1-layer student out, both scored by
+    entity F1 on the test sentences; extra text (split on whitespace) adds soft targets only, and the hidden-state
+    loss works on sub-word positions too."""
+    from edgeft.artifact import read_manifest
+
+    manifest = json.loads((ner_bundles["x86-avx2"] / "manifest.json").read_text())
+    (teacher,) = [Path(step["path"]) for step in manifest["lineage"] if step["stage"] == "finetune"]
+    assert read_manifest(teacher)["task"] == "ner"
+    extra = tmp_path / "unlabelled.txt"
+    extra.write_text(" ".join(PLACES[:3]) + " and more words\n", encoding="utf-8")
+    out = tmp_path / "student"
+    code, stdout, err = run_edgeft(["distill", "--teacher", str(teacher), "--data", str(tiny_conll), "--student",
+                                    "layers:1", "--out", str(out), "--extra-text", str(extra), "--hidden-weight", "1",
+                                    "--epochs", "6", "--learning-rate", "1e-3", "--batch-size", "16", "--device",
+                                    "cpu", "--work-dir", str(ner_bundles.work)])
+    assert code == 0, err
+    student = json.loads((out / "manifest.json").read_text())
+    assert student["task"] == "ner" and student["student"]["layers"] == 1 and student["extra_texts"] == 1
+    rows = {r["model"]: r for r in student["test"]["rows"]}
+    assert rows["student fp32"]["entity_f1"] > 0.5, rows  # exact spans: chance is near 0
+    assert rows["student fp32"]["entity_f1"] >= rows["teacher fp32"]["entity_f1"] - 0.1
+    assert "held-out test sentences" in stdout

@@ -13,7 +13,8 @@ def distill(
     teacher: Path = typer.Option(..., "--teacher", help="Fine-tuned teacher: a Hugging Face classifier folder "
                                  "(for example a build's .edgeft/work/finetune-* artifact)."),
     data: str = typer.Option(..., "--data", help="The teacher's labelled data: CSV / TSV / JSONL, a folder per "
-                             "label, or packaged:tweets / packaged:bbc."),
+                             "label, or packaged:tweets / packaged:bbc; for a token-classification (NER) teacher, "
+                             "CoNLL / JSONL tagged sentences or packaged:wnut16."),
     student: str = typer.Option(..., "--student", help="layers:K (keep K teacher layers), layers:0-5 (those "
                                 "layers), optionally ,ffn:N (feed-forward units kept); or a smaller model folder."),
     out: Path = typer.Option(..., "--out", help="Student model folder to write (safetensors + tokenizer + manifest)."),
@@ -43,7 +44,7 @@ def distill(
     from edgeft.data.text import load_dataset, split_dataset
     from edgeft.errors import BadInput
     from edgeft.pipeline import parse_student, read_extra_text
-    from edgeft.stages.distill import distill_folder
+    from edgeft.stages.distill import distill_folder, open_teacher
 
     given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "temperature": temperature,
              "alpha": alpha, "hidden_weight": hidden_weight,
@@ -52,7 +53,15 @@ def distill(
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     check_output_folder(out)
-    dataset = load_dataset(data, text_column, label_column, encoding)
+    # The teacher's head says the task: a token classifier distils on tagged sentences (CoNLL / JSONL), by entity F1.
+    if open_teacher(teacher).manifest["task"] == "ner":
+        from edgeft.data.tagged import load_tagged, split_tagged
+
+        dataset = load_tagged(data, encoding)
+        split = split_tagged(dataset, seed)
+    else:
+        dataset = load_dataset(data, text_column, label_column, encoding)
+        split = split_dataset(dataset, seed)
     extra = read_extra_text(extra_text) if extra_text else []
-    distill_folder(teacher, dataset, split_dataset(dataset, seed), recipe, out, work_dir / "work", extra,
-                max_length=max_length, seed=seed, device=device)
+    distill_folder(teacher, dataset, split, recipe, out, work_dir / "work", extra, max_length=max_length, seed=seed,
+                   device=device)

@@ -106,13 +106,16 @@ def gate(bench: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budget
              f"build-time figure on {teacher.get('n')} held-out {unit} (this bench scored {metrics.get('n')} other "
              f"{unit})")
     limit = budgets.max_drop(task)
+    # The build's noise verdict belongs to the build's own figures; a drop measured here is judged on its own.
+    noise = {} if same_texts else teacher
     checks = [
-        _at_most(f"{name} drop vs fp32 teacher", teacher[f"teacher_{key}"] - shipped[key], limit,
-                 f"{shipped[key]:.4f} vs teacher {teacher[f'teacher_{key}']:.4f}, {where}"),
+        _drop_vs_teacher(f"{name} drop vs fp32 teacher", teacher[f"teacher_{key}"] - shipped[key], limit, noise,
+                         f"{shipped[key]:.4f} vs teacher {teacher[f'teacher_{key}']:.4f}, {where}"),
     ]
     if teacher.get("teacher_macro_f1") is not None and shipped.get("macro_f1") is not None:
-        checks.append(_at_most("macro-F1 drop vs fp32 teacher", teacher["teacher_macro_f1"] - shipped["macro_f1"],
-                               limit, f"{shipped['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
+        checks.append(_drop_vs_teacher("macro-F1 drop vs fp32 teacher",
+                                       teacher["teacher_macro_f1"] - shipped["macro_f1"], limit, noise,
+                                       f"{shipped['macro_f1']:.4f} vs teacher {teacher['teacher_macro_f1']:.4f}"))
     floor = bench["report"].get("floor")
     if floor and floor.get("enforced", True):  # the build's verdict against the trivial baseline (gating.floor)
         checks.append(Check(f"shipped model beats the {floor['baseline']} baseline", floor["shipped"]["lower_bound"],
@@ -189,6 +192,20 @@ def _spread(bench: dict[str, Any]) -> float:
 
 def _at_most(name: str, observed: float, limit: float, detail: str) -> Check:
     return Check(name, float(observed), float(limit), observed <= limit + 1e-12, detail)
+
+
+def _drop_vs_teacher(name: str, drop: float, limit: float, build: dict[str, Any], detail: str) -> Check:
+    """The build's own budget rule (gating.budgets.check_budgets): a drop over the limit that the held-out split
+    cannot tell from noise (the build's one-sided 95 % paired-bootstrap lower bound of the drop <= 0) passes, so
+    the gate never fails an unchanged bundle that its build verified."""
+    check = _at_most(name, drop, limit, detail)
+    lower = build.get("drop_lower_bound")
+    if not check.passed and lower is not None and lower <= 0:
+        check.passed = True
+        check.detail += (f"; over the limit but within noise: the build's test split cannot tell the shipped model "
+                         f"from the teacher (95 % lower bound of the drop {lower:+.4f} <= 0, {build.get('n')} "
+                         f"examples)")
+    return check
 
 
 def markdown(verdict: Verdict) -> str:
