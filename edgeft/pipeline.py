@@ -47,7 +47,8 @@ class BuildRequest:
     # None: as the profile says; "none": ship the teacher; otherwise a --student spec (layers:2,ffn:768 or a folder).
     student: str | None = None
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of the profile's student: training fields
-    extra_text: Path | None = None  # unlabelled texts the teacher labels for the student (one per line)
+    extra_text: str | None = None  # unlabelled texts the teacher labels for the student: a file, or packaged:NAME
+    max_extra_texts: int | None = None  # the first N of them
     quantization: str | None = None  # pin one of the profile's quantization candidates by name (skips the search)
     finetuned: Path | None = None  # an already fine-tuned model folder (`edgeft finetune --out`): no fine-tuning
     # Where the candidates race: "local" (this host, when it has the target's hardware), ssh://user@host[:port]
@@ -132,7 +133,7 @@ def build(req: BuildRequest) -> BuildResult:
         from edgeft.stages.student import prepare_student
 
         student = prepare_student(student, model_dir, req.work_dir / "work")
-    extra_texts = read_extra_text(req.extra_text) if req.extra_text else []
+    extra_texts = read_extra_text(req.extra_text, req.max_extra_texts) if req.extra_text else []
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
                   f"{'tags' if ner else 'labels'}) · model {model_name}")
@@ -162,7 +163,7 @@ def build(req: BuildRequest) -> BuildResult:
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
         fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest,
                                     Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
-                                    profile.budgets.max_drop(req.task))
+                                    profile.budgets.max_drop(req.task), profile.input.max_length)
         if fallback is not None:
             console.print(f"  [yellow]{fallback['reason']}[/]")
             shipped_source = teacher
@@ -231,6 +232,8 @@ def build(req: BuildRequest) -> BuildResult:
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
                                                               "student", "metrics", "soft_targets")}
+                    | {"extra_text": {"source": req.extra_text, "texts": len(extra_texts),
+                                      "sha256": sha256_json(extra_texts)} if extra_texts else None}
                     if shipped_source is not teacher else None),
         "student_fallback": fallback,
         "parity": exported.manifest["parity"],
@@ -260,7 +263,7 @@ def build(req: BuildRequest) -> BuildResult:
 
 
 def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], dev: Examples, labels: list[str],
-                     max_drop: float) -> dict[str, Any] | None:
+                     max_drop: float, max_length: int = 128) -> dict[str, Any] | None:
     """Why the distilled student does not ship, or None when it holds the accuracy budget on dev.
 
     The rule is the quantization candidates' (stages/select.py, rule 1): the student's dev accuracy drop against the
@@ -268,17 +271,26 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     texts, must be within `max_drop`. On a small set (90 dev texts) a student has to be clearly as good as its
     teacher, or the teacher's candidates race instead; on the default tweets (1,863 dev texts) the 3-layer student
     ships. Dev decides, not test: the test split stays the build's unbiased verdict. Without both models' dev
-    predictions (a --finetuned teacher from elsewhere) the drop alone decides.
+    predictions (a --finetuned teacher from elsewhere) the drop alone decides. NER: entity F1, the dev sentences
+    tagged again by both models.
     """
+    from edgeft.runtime.scoring import headline_of_sums
     from edgeft.stages.select import paired_drop_se
+    from edgeft.stages.torch_model import torch_tags
     from edgeft.stages.training import read_dev_predictions
 
     metrics = distilled.get("metrics", {})
-    # NER: entity F1 from the training records (no per-sentence dev predictions are kept), so the drop alone decides.
     figure = "entity F1" if dev.task == "ner" else "accuracy"
     key = figure.replace(" ", "_").lower()
     t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
-    if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
+    if dev.task == "ner":
+        # Sentences, not labels: both taggers tag the dev sentences again (PyTorch fp32, seconds), and the per-sentence
+        # entity counts give the paired bootstrap its rows, as the candidates' check does.
+        t_ok, s_ok = (example_stats(dev, torch_tags(folder, dev.words, labels, max_length))
+                      for folder in (teacher, student))
+        t_acc, s_acc = (float(headline_of_sums("ner", rows.sum(0), len(dev))) for rows in (t_ok, s_ok))
+        se = paired_drop_se(dev.task, t_ok, s_ok)
+    elif t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
         # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
         t_ok = example_stats(dev, [labels[i] for i in t_pred])
         s_ok = example_stats(dev, [labels[i] for i in s_pred])
@@ -353,18 +365,37 @@ def parse_student(spec: str | None, **fields: Any) -> Student:
         raise BadInput(f"--student: {exc}") from None
 
 
-def read_extra_text(path: Path) -> list[str]:
-    """Unlabelled texts for distillation: a UTF-8 file, one text per line, blank lines skipped."""
+def read_extra_text(source: str | Path, limit: int | None = None) -> list[str]:
+    """Unlabelled texts for distillation: a UTF-8 file, one text per line, blank lines skipped, or the texts of a
+    packaged data set (`packaged:tweets`: its labels unused; a tagged set's sentences joined by spaces). `limit`
+    keeps the first N, in the file's order, so the same N give the same texts (and the same cached soft targets)."""
+    source = str(source)
+    if limit is not None and limit < 1:
+        raise BadInput(f"--max-extra-texts {limit} must be at least 1 (leave it out to use every text)")
+    if source.startswith("packaged:"):
+        name = source.removeprefix("packaged:")
+        if name not in DATASETS:
+            raise BadInput(f"--extra-text {source}: no such packaged data set; choose one of: "
+                           f"{', '.join('packaged:' + n for n in sorted(DATASETS))}")
+        if DATASETS[name].layout == "conll":
+            from edgeft.data.tagged import load_tagged
+
+            texts = [" ".join(words) for words in load_tagged(source).sentences]
+        else:
+            texts = load_dataset(source).texts
+        return texts[:limit]
+    path = Path(source)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise BadInput(f"--extra-text {path} does not exist; pass a UTF-8 text file with one text per line") from None
+        raise BadInput(f"--extra-text {path} does not exist; pass a UTF-8 text file with one text per line, or "
+                       f"packaged:tweets") from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"--extra-text {path} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
     texts = [line.strip() for line in lines if line.strip()]
     if not texts:
         raise BadInput(f"--extra-text {path} holds no text; one text per line")
-    return texts
+    return texts[:limit]
 
 
 def base_model_folder(model: Path | None) -> tuple[Path, str, str]:

@@ -83,6 +83,25 @@ def test_bench_over_ssh_installs_the_runner_copies_the_bundle_and_returns_json(s
     assert code in (0, 1), err
 
 
+def test_an_ner_bundle_benches_over_ssh_to_the_entity_f1_of_a_local_bench(sshd, ner_bundles, device_home,
+                                                                            tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFT_SSH_OPTIONS", sshd["options"])
+    monkeypatch.setenv("EDGEFT_RUNNER_DIR", str(device_home))
+    bundle = ner_bundles["x86-avx2"]
+    local, remote = tmp_path / "local.json", tmp_path / "remote.json"
+    for where, out in ((["--device", sshd["url"]], remote), ([], local)):
+        code, _, err = run_edgeft(["bench", str(bundle), *where, "--runs", "20", "--rounds", "2", "--json", str(out)])
+        assert code == 0, err
+    on_device, here = json.loads(remote.read_text()), json.loads(local.read_text())
+    assert on_device["device"]["kind"] == "ssh" and "teacher_f1" in on_device["report"]["metrics"]
+    # The device tagged the bundle's samples with its own runtime install: the same entities as here.
+    assert on_device["metrics"]["f1"] == pytest.approx(here["metrics"]["f1"]) and on_device["metrics"]["n"] > 0
+    code, _, err = run_edgeft(["gate", str(remote), "--baseline", str(local), "--json", str(tmp_path / "v.json")])
+    assert code in (0, 1), err  # two processes' latency may differ; the entity checks must be there and pass
+    checks = {c["name"]: c for c in json.loads((tmp_path / "v.json").read_text())["checks"]}
+    assert checks["entity F1 drop vs baseline"]["passed"] and checks["entity F1 drop vs fp32 teacher"]["passed"]
+
+
 def test_unreachable_device_is_exit_3_with_the_reason(tiny_bundles, monkeypatch):
     monkeypatch.setenv("EDGEFT_SSH_OPTIONS", "-o ConnectTimeout=3")
     code, _, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--device", f"ssh://nobody@127.0.0.1:{free_port()}"])

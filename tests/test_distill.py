@@ -206,3 +206,22 @@ def test_a_smaller_model_folder_is_a_student_only_with_the_teachers_vocabulary(t
     BertTokenizerFast(vocab_file=str(small / "vocab.txt")).save_pretrained(small)
     with pytest.raises(BadInput, match="another vocabulary"):
         check_student(recipe, teacher.path)
+
+
+def test_extra_text_is_a_file_or_a_packaged_sets_texts_and_the_first_n_are_kept(tmp_path):
+    from edgeft.errors import BadInput
+    from edgeft.pipeline import read_extra_text
+
+    extra = tmp_path / "unlabelled.txt"
+    extra.write_text("one\n\n  two  \nthree\n", encoding="utf-8")
+    assert read_extra_text(extra) == ["one", "two", "three"]
+    assert read_extra_text(str(extra), limit=2) == ["one", "two"]
+    # The packaged tweets' texts, labels unused, in the file's order: the same N give the same soft-target cache.
+    tweets = read_extra_text("packaged:tweets", limit=5)
+    assert tweets == load_dataset("packaged:tweets").texts[:5]
+    # A tagged set's sentences are joined into texts.
+    assert all(isinstance(t, str) and t for t in read_extra_text("packaged:wnut16", limit=3))
+    for source, limit, fragment in (("packaged:nope", None, "packaged:tweets"), (str(extra), 0, "at least 1"),
+                                    (str(tmp_path / "missing.txt"), None, "does not exist")):
+        with pytest.raises(BadInput, match=fragment):
+            read_extra_text(source, limit)

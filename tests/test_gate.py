@@ -173,3 +173,9 @@ def test_the_gate_keeps_the_builds_noise_rule_for_its_build_time_drop(benches):
     noisy = gate(build_time(-0.01), None, Budgets())
     assert noisy.passed and "within noise" in noisy.checks[0].detail
     assert not gate(build_time(0.005), None, Budgets()).passed
+    # Measured here on the build's own test texts: the build's verdict covers the same figure, not a worse one.
+    same = build_time(-0.01)
+    n, built = same["report"]["metrics"]["n"], same["report"]["metrics"]["accuracy"]
+    assert gate({**same, "metrics": {**same["metrics"], "n": n, "accuracy": built}}, None, Budgets()).passed
+    worse = {**same, "metrics": {**same["metrics"], "n": n, "accuracy": built - 0.01}}
+    assert not gate(worse, None, Budgets()).passed

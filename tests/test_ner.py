@@ -52,6 +52,32 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     assert "entity F1" in (ner_bundle / "README.md").read_text()
 
 
+def test_the_ner_student_fallback_judges_dev_entity_f1_with_a_paired_bootstrap(ner_bundle, tiny_conll):
+    """The student ships only if dev entity F1 holds the budget: both taggers tag the dev sentences again and the
+    per-sentence entity counts resample in pairs, as the quantization candidates' check does."""
+    from edgeft.data.tagged import load_tagged, split_tagged
+    from edgeft.pipeline import student_fallback
+    from edgeft.runtime.entities import entity_metrics
+    from edgeft.runtime.scoring import Examples
+    from edgeft.stages.torch_model import torch_tags
+
+    manifest = json.loads((ner_bundle / "manifest.json").read_text())
+    teacher, student = (Path(manifest["lineage"][i]["path"]) for i in (0, 1))
+    data = load_tagged(str(tiny_conll))
+    dev = Examples.of(data, split_tagged(data, 0).dev, "ner")
+    labels = manifest["bundle"]["labels"]
+    # The same model twice: no drop, no error, nothing to say.
+    assert student_fallback(teacher, teacher, {}, dev, labels, 0.0) is None
+    # A budget nobody can hold (-1): the record names both dev entity F1s, as entity_metrics gives them.
+    refused = student_fallback(teacher, student, {}, dev, labels, -1.0)
+    expected = {who: entity_metrics(dev.tags, torch_tags(folder, dev.words, labels, 128))["f1"]
+                for who, folder in (("teacher", teacher), ("student", student))}
+    assert refused["teacher_dev_entity_f1"] == pytest.approx(expected["teacher"])
+    assert refused["student_dev_entity_f1"] == pytest.approx(expected["student"])
+    assert refused["drop_se"] >= 0 and refused["max_entity_f1_drop"] == -1.0
+    assert "entity F1 budget" in refused["reason"]
+
+
 def test_an_ner_build_on_shuffled_tags_exits_1_naming_the_lexicon_baseline(tiny_model, tmp_path):
     """The NER floor's negative control: the same sentences with each tag sequence moved to another sentence of the
     same length (still valid BIO, nothing learnable left) give a model that cannot beat a lexicon of the training

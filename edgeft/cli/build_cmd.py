@@ -47,8 +47,11 @@ def build(
     distill: list[str] = typer.Option([], "--distill", help="Override a field of the student recipe, e.g. "
                                       "--distill epochs=2 --distill learning_rate=2e-4 (fields: `edgeft targets show "
                                       "x86-avx2`)."),
-    extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
-                                           "teacher labels for the student."),
+    extra_text: str | None = typer.Option(None, "--extra-text", help="Unlabelled texts the teacher labels for the "
+                                          "student: a file (one per line) or a packaged data set's texts "
+                                          "(packaged:tweets)."),
+    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", help="Use the first N extra texts "
+                                               "[default: all]."),
     quantization: str | None = typer.Option(None, "--quantization", help="Ship this quantization candidate of the "
                                             "profile without measuring the others (`edgeft targets show TARGET`)."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached between builds."),
@@ -88,6 +91,7 @@ def build(
     req = BuildRequest(target=target, task=task, out=out, model=model, data=data, text_column=text_column,
                        label_column=label_column, encoding=encoding, seed=seed, device=device, work_dir=work_dir,
                        finetune=overrides, student=student, distill=distill_overrides, extra_text=extra_text,
+                       max_extra_texts=max_extra_texts,
                        quantization=quantization, finetuned=finetuned, bench_device=bench_device)
     result = run_build(req)
     print_build_summary(result.bundle, result.report)

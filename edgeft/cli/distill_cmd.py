@@ -21,8 +21,11 @@ def distill(
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     encoding: str = Encoding,
-    extra_text: Path | None = typer.Option(None, "--extra-text", help="Unlabelled texts, one per line, that the "
-                                           "teacher labels for the student."),
+    extra_text: str | None = typer.Option(None, "--extra-text", help="Unlabelled texts the teacher labels for the "
+                                          "student: a file (one per line) or a packaged data set's texts "
+                                          "(packaged:tweets)."),
+    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", help="Use the first N extra texts "
+                                               "[default: all]."),
     epochs: int | None = typer.Option(None, "--epochs", help="Distillation epochs [default: 2]."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [default: 32]."),
@@ -62,6 +65,6 @@ def distill(
     else:
         dataset = load_dataset(data, text_column, label_column, encoding)
         split = split_dataset(dataset, seed)
-    extra = read_extra_text(extra_text) if extra_text else []
+    extra = read_extra_text(extra_text, max_extra_texts) if extra_text else []
     distill_folder(teacher, dataset, split, recipe, out, work_dir / "work", extra, max_length=max_length, seed=seed,
                    device=device)

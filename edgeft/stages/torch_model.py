@@ -95,3 +95,14 @@ def torch_runner(model, device: str = "cpu"):
             return model(**{k: torch.from_numpy(v).to(device) for k, v in feeds.items()}).logits.float().cpu().numpy()
 
     return run
+
+
+def torch_tags(model_dir: Path, sentences: list[list[str]], labels: list[str], max_length: int) -> list[list[str]]:
+    """A token classifier folder's BIO tag per word of each sentence (PyTorch fp32 on the CPU, the first sub-word's
+    tag), read as the bundles read theirs (runtime/tagging)."""
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+    from edgeft.runtime.tagging import tags_of, word_logits
+
+    model = load_classifier(model_dir, task="ner")
+    encode = TextEncoder(model_dir / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
+    return tags_of(word_logits(torch_runner(model), encode, sentences), sentences, labels)
