@@ -21,7 +21,12 @@ a CPU with bf16 units runs every model in the precision it was measured in), on 
 pre-tokenized with the same input policy (128 tokens, truncated on the right). Accuracy and latency are both at
 batch 1, as an app and `edgeft predict` run them (dynamic int8 scales activations per call, so batching changes a
 few predictions). The models are timed in turn on each block of 25 texts, in a fresh random order each time, so
-drift of the shared machine hits every model alike and no call pays for the previous model's cache misses. A benchmark, not a test: it prints figures and checks the issue's goals.
+drift of the shared machine hits every model alike and no call pays for the previous model's cache misses.
+
+`--task ner`: the NER bundle of `make build TASK=ner` against Optimum's token-classification export of its teacher
+and the same presets, by entity F1 on WNUT-16's test sentences (with a 95 % bootstrap interval) and latency.
+
+A benchmark, not a test: it prints figures and checks the issues' goals.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from edgeft.metrics import classification_metrics
 from edgeft.pipeline import BuildRequest, build
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.scoring import Examples, example_stats, headline_of_sums
 from edgeft.runtime.sessions import Runtime, open_session, runtime_version
 
 # The goals (issue 16): p50 speed-up over the fastest Optimum int8 preset, accuracy at most 0.01 below the fp32
@@ -66,16 +72,17 @@ def host_best_preset() -> str:
     return "avx512_vnni" if "avx512_vnni" in isa else "avx512" if "avx512f" in isa else "avx2"
 
 
-def peer_chain(teacher: Path, work: Path) -> dict[str, Path]:
-    """Optimum export + ORTQuantizer dynamic int8 with the avx2 and the host-best presets, defaults untouched;
-    cached per teacher."""
-    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTQuantizer
+def peer_chain(teacher: Path, work: Path, task: str = "classification") -> dict[str, Path]:
+    """Optimum export (the sequence- or token-classification class) + ORTQuantizer dynamic int8 with the avx2 and
+    the host-best presets, defaults untouched; cached per teacher."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTModelForTokenClassification, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    out = work / sha256_json(str(teacher.resolve()))[:16]
+    model_class = ORTModelForTokenClassification if task == "ner" else ORTModelForSequenceClassification
+    out = work / sha256_json(str(teacher.resolve()) if task != "ner" else ["ner", str(teacher.resolve())])[:16]
     fp32 = out / "optimum-fp32"
     if not (fp32 / "model.onnx").is_file():
-        ORTModelForSequenceClassification.from_pretrained(teacher, export=True).save_pretrained(fp32)
+        model_class.from_pretrained(teacher, export=True).save_pretrained(fp32)
     files = {"fp32": fp32 / "model.onnx"}
     for preset in dict.fromkeys(("avx2", host_best_preset())):
         int8 = out / f"optimum-int8-{preset}"
@@ -282,26 +289,6 @@ def run_openvino(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "build_timings": manifest.get("timings")}
 
 
-def ner_peers(teacher: Path, work: Path) -> dict[str, Path]:
-    """Optimum's token-classification export of the NER teacher and ORTQuantizer's dynamic avx2 and host-best
-    presets, defaults untouched; cached per teacher."""
-    from optimum.onnxruntime import ORTModelForTokenClassification, ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    out = work / sha256_json(["ner", str(teacher.resolve())])[:16]
-    fp32 = out / "optimum-fp32"
-    if not (fp32 / "model.onnx").is_file():
-        ORTModelForTokenClassification.from_pretrained(teacher, export=True).save_pretrained(fp32)
-    files = {"fp32": fp32 / "model.onnx"}
-    for preset in dict.fromkeys(("avx2", host_best_preset())):
-        int8 = out / f"optimum-int8-{preset}"
-        if not (int8 / "model_quantized.onnx").is_file():
-            quantizer = ORTQuantizer.from_pretrained(fp32, file_name="model.onnx")
-            quantizer.quantize(save_dir=int8, quantization_config=getattr(AutoQuantizationConfig, preset)(is_static=False))
-        files[preset] = int8 / "model_quantized.onnx"
-    return files
-
-
 def run_ner(args: argparse.Namespace) -> dict[str, Any]:
     """`make bench-peers TASK=ner`: the x86-avx2 NER bundle against Optimum's export and dynamic int8 presets of the
     same fine-tuned tagger, on WNUT-16's test sentences: entity F1 (one sentence per call) and latency."""
@@ -318,7 +305,7 @@ def run_ner(args: argparse.Namespace) -> dict[str, Any]:
     report = json.loads((bundle_dir / "report.json").read_text())
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     teacher = Path(manifest["lineage"][0]["path"])
-    peer = ner_peers(teacher, Path(args.work) / "peers")
+    peer = peer_chain(teacher, Path(args.work) / "peers", "ner")
     data = load_tagged(f"packaged:{name}")
     split = split_tagged(data, 0)
     labels = manifest["bundle"]["labels"]
@@ -331,11 +318,17 @@ def run_ner(args: argparse.Namespace) -> dict[str, Any]:
              ours: bundle_dir / "model.onnx"}
     sessions = {k: open_session(Runtime.ONNXRUNTIME, v, 1, TOKENIZER_OUTPUTS) for k, v in files.items()}
     rows: dict[str, dict[str, Any]] = {}
+    examples = Examples.tagged(sentences, gold)
+    # ~140 test entities: every F1 gets a 95 % interval from resampling the test sentences (the same draws for every
+    # model, so overlapping intervals are comparable).
+    picks = np.random.default_rng(0).integers(0, len(sentences), size=(2000, len(sentences)))
     for key, session in track(sessions.items(), description="scoring at batch 1", console=console):
         predicted = tags_of(word_logits(session.run, encode, sentences, batch_size=1), sentences, labels)
         m = entity_metrics(gold, predicted)
-        rows[key] = {"entity_f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
-                     "size_mb": files[key].stat().st_size / 2**20}
+        low, high = np.percentile(headline_of_sums("ner", example_stats(examples, predicted)[picks].sum(1),
+                                                   len(sentences)), [2.5, 97.5])
+        rows[key] = {"entity_f1": m["f1"], "f1_95ci": [float(low), float(high)], "precision": m["precision"],
+                     "recall": m["recall"], "size_mb": files[key].stat().st_size / 2**20}
     feeds = [encode.words([s])[0] for s in sentences[: args.texts]]
     samples = interleaved_latency(sessions, feeds, args.rounds, args.warmup, block=args.block)
     for key in sessions:
@@ -356,12 +349,14 @@ def run_ner(args: argparse.Namespace) -> dict[str, Any]:
     table = Table(title=f"{name}: {len(sentences)} held-out sentences (entity F1, one per call); latency on "
                         f"{len(feeds)} sentences x {args.rounds} rounds, batch 1, 1 thread, interleaved in blocks "
                         f"of {args.block}")
-    for col in ("model", "entity F1", "precision", "recall", "p50 ms", "p90 ms", "size MiB", "speed-up vs peer"):
+    for col in ("model", "entity F1", "95 % interval", "precision", "recall", "p50 ms", "p90 ms", "size MiB",
+                "speed-up vs peer"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    table.add_row("fine-tuned fp32 (PyTorch, from the build report)", f"{teacher_f1:.4f}", "", "", "", "",
+    table.add_row("fine-tuned fp32 (PyTorch, from the build report)", f"{teacher_f1:.4f}", "", "", "", "", "",
                   f"{report['models'][0]['size_mb']:.1f}", "")
     for key, row in rows.items():
-        table.add_row(key, f"{row['entity_f1']:.4f}", f"{row['precision']:.4f}", f"{row['recall']:.4f}",
+        table.add_row(key, f"{row['entity_f1']:.4f}", "{:.3f}-{:.3f}".format(*row["f1_95ci"]),
+                      f"{row['precision']:.4f}", f"{row['recall']:.4f}",
                       f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['size_mb']:.1f}",
                       f"{rows[peer_key]['p50_ms'] / row['p50_ms']:.2f}x")
     console.print(table)
