@@ -62,7 +62,8 @@ def test_the_ner_student_fallback_judges_dev_entity_f1_with_a_paired_bootstrap(n
     from edgeft.stages.torch_model import torch_tags
 
     manifest = json.loads((ner_bundle / "manifest.json").read_text())
-    teacher, student = (Path(manifest["lineage"][i]["path"]) for i in (0, 1))
+    stages = {step["stage"]: Path(step["path"]) for step in manifest["lineage"]}
+    teacher, student = stages["finetune"], stages["distill"]
     data = load_tagged(str(tiny_conll))
     dev = Examples.of(data, split_tagged(data, 0).dev, "ner")
     labels = manifest["bundle"]["labels"]
