@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ def peer_chain(teacher: Path, work: Path, task: str = "classification") -> dict[
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     model_class = ORTModelForTokenClassification if task == "ner" else ORTModelForSequenceClassification
-    out = work / sha256_json(str(teacher.resolve()) if task != "ner" else ["ner", str(teacher.resolve())])[:16]
+    out = work / sha256_json([task, str(teacher.resolve())])[:16]
     fp32 = out / "optimum-fp32"
     if not (fp32 / "model.onnx").is_file():
         model_class.from_pretrained(teacher, export=True).save_pretrained(fp32)

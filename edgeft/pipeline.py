@@ -19,6 +19,7 @@ from edgeft.artifact import check_output_folder, sha256_file, sha256_json
 from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
+from edgeft.data.unlabelled import read_extra_text
 from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
@@ -274,9 +275,10 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     predictions (a --finetuned teacher from elsewhere) the drop alone decides. NER: entity F1, the dev sentences
     tagged again by both models.
     """
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
     from edgeft.runtime.scoring import headline_of_sums
     from edgeft.stages.select import paired_drop_se
-    from edgeft.stages.torch_model import torch_tags
+    from edgeft.stages.torch_model import load_classifier, torch_tags
     from edgeft.stages.training import read_dev_predictions
 
     metrics = distilled.get("metrics", {})
@@ -286,8 +288,11 @@ def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], de
     if dev.task == "ner":
         # Sentences, not labels: both taggers tag the dev sentences again (PyTorch fp32, seconds), and the per-sentence
         # entity counts give the paired bootstrap its rows, as the candidates' check does.
-        t_ok, s_ok = (example_stats(dev, torch_tags(folder, dev.words, labels, max_length))
-                      for folder in (teacher, student))
+        def tagged(folder: Path):
+            encode = TextEncoder(folder / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
+            return example_stats(dev, torch_tags(load_classifier(folder, task="ner"), encode, dev.words, labels))
+
+        t_ok, s_ok = tagged(teacher), tagged(student)
         t_acc, s_acc = (float(headline_of_sums("ner", rows.sum(0), len(dev))) for rows in (t_ok, s_ok))
         se = paired_drop_se(dev.task, t_ok, s_ok)
     elif t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
@@ -363,39 +368,6 @@ def parse_student(spec: str | None, **fields: Any) -> Student:
         raise BadInput(f"student option {describe_validation_error(exc)}") from None
     except ValueError as exc:
         raise BadInput(f"--student: {exc}") from None
-
-
-def read_extra_text(source: str | Path, limit: int | None = None) -> list[str]:
-    """Unlabelled texts for distillation: a UTF-8 file, one text per line, blank lines skipped, or the texts of a
-    packaged data set (`packaged:tweets`: its labels unused; a tagged set's sentences joined by spaces). `limit`
-    keeps the first N, in the file's order, so the same N give the same texts (and the same cached soft targets)."""
-    source = str(source)
-    if limit is not None and limit < 1:
-        raise BadInput(f"--max-extra-texts {limit} must be at least 1 (leave it out to use every text)")
-    if source.startswith("packaged:"):
-        name = source.removeprefix("packaged:")
-        if name not in DATASETS:
-            raise BadInput(f"--extra-text {source}: no such packaged data set; choose one of: "
-                           f"{', '.join('packaged:' + n for n in sorted(DATASETS))}")
-        if DATASETS[name].layout == "conll":
-            from edgeft.data.tagged import load_tagged
-
-            texts = [" ".join(words) for words in load_tagged(source).sentences]
-        else:
-            texts = load_dataset(source).texts
-        return texts[:limit]
-    path = Path(source)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise BadInput(f"--extra-text {path} does not exist; pass a UTF-8 text file with one text per line, or "
-                       f"packaged:tweets") from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"--extra-text {path} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
-    texts = [line.strip() for line in lines if line.strip()]
-    if not texts:
-        raise BadInput(f"--extra-text {path} holds no text; one text per line")
-    return texts[:limit]
 
 
 def base_model_folder(model: Path | None) -> tuple[Path, str, str]:

@@ -126,7 +126,7 @@ def test_soft_targets_from_the_int8_teacher_agree_with_its_fp32_outputs(teacher,
     import numpy as np
 
     from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-    from edgeft.stages.distill import soft_target_precision, teacher_outputs
+    from edgeft.stages.lessons import soft_target_precision, teacher_outputs
 
     assert soft_target_precision(Student(layers=1), "cpu") == "int8"
     assert soft_target_precision(Student(layers=1), "cuda") == "fp32"
@@ -210,7 +210,7 @@ def test_a_smaller_model_folder_is_a_student_only_with_the_teachers_vocabulary(t
 
 def test_extra_text_is_a_file_or_a_packaged_sets_texts_and_the_first_n_are_kept(tmp_path):
     from edgeft.errors import BadInput
-    from edgeft.pipeline import read_extra_text
+    from edgeft.data.unlabelled import read_extra_text
 
     extra = tmp_path / "unlabelled.txt"
     extra.write_text("one\n\n  two  \nthree\n", encoding="utf-8")

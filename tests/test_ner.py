@@ -57,9 +57,10 @@ def test_the_ner_student_fallback_judges_dev_entity_f1_with_a_paired_bootstrap(n
     per-sentence entity counts resample in pairs, as the quantization candidates' check does."""
     from edgeft.data.tagged import load_tagged, split_tagged
     from edgeft.pipeline import student_fallback
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
     from edgeft.runtime.entities import entity_metrics
     from edgeft.runtime.scoring import Examples
-    from edgeft.stages.torch_model import torch_tags
+    from edgeft.stages.torch_model import load_classifier, torch_tags
 
     manifest = json.loads((ner_bundle / "manifest.json").read_text())
     stages = {step["stage"]: Path(step["path"]) for step in manifest["lineage"]}
@@ -71,8 +72,12 @@ def test_the_ner_student_fallback_judges_dev_entity_f1_with_a_paired_bootstrap(n
     assert student_fallback(teacher, teacher, {}, dev, labels, 0.0) is None
     # A budget nobody can hold (-1): the record names both dev entity F1s, as entity_metrics gives them.
     refused = student_fallback(teacher, student, {}, dev, labels, -1.0)
-    expected = {who: entity_metrics(dev.tags, torch_tags(folder, dev.words, labels, 128))["f1"]
-                for who, folder in (("teacher", teacher), ("student", student))}
+    def f1(folder: Path) -> float:
+        encode = TextEncoder(folder / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
+        tags = torch_tags(load_classifier(folder, task="ner"), encode, dev.words, labels)
+        return entity_metrics(dev.tags, tags)["f1"]
+
+    expected = {"teacher": f1(teacher), "student": f1(student)}
     assert refused["teacher_dev_entity_f1"] == pytest.approx(expected["teacher"])
     assert refused["student_dev_entity_f1"] == pytest.approx(expected["student"])
     assert refused["drop_se"] >= 0 and refused["max_entity_f1_drop"] == -1.0

@@ -45,8 +45,9 @@ def distill(
     """Distil a fine-tuned teacher into a smaller, faster student (soft targets + hard labels)."""
     from edgeft.artifact import check_output_folder
     from edgeft.data.text import load_dataset, split_dataset
+    from edgeft.data.unlabelled import read_extra_text
     from edgeft.errors import BadInput
-    from edgeft.pipeline import parse_student, read_extra_text
+    from edgeft.pipeline import parse_student
     from edgeft.stages.distill import distill_folder, open_teacher
 
     given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "temperature": temperature,

@@ -97,12 +97,9 @@ def torch_runner(model, device: str = "cpu"):
     return run
 
 
-def torch_tags(model_dir: Path, sentences: list[list[str]], labels: list[str], max_length: int) -> list[list[str]]:
-    """A token classifier folder's BIO tag per word of each sentence (PyTorch fp32 on the CPU, the first sub-word's
-    tag), read as the bundles read theirs (runtime/tagging)."""
-    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+def torch_tags(model, encode, sentences: list[list[str]], labels: list[str], device: str = "cpu") -> list[list[str]]:
+    """A token classifier's BIO tag per word of each sentence (the first sub-word's tag), read as the bundles read
+    theirs (runtime/tagging); `encode` is a runtime.encoder.TextEncoder of the model's tokenizer."""
     from edgeft.runtime.tagging import tags_of, word_logits
 
-    model = load_classifier(model_dir, task="ner")
-    encode = TextEncoder(model_dir / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
-    return tags_of(word_logits(torch_runner(model), encode, sentences), sentences, labels)
+    return tags_of(word_logits(torch_runner(model, device), encode, sentences), sentences, labels)
