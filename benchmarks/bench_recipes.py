@@ -55,7 +55,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},
     # Early stopping that cannot end a run before the 300-step floor (patience as long as the floor).
     "default+patience300": {"patience_steps": 300},
+    # Trainer's step count at 2,000 texts (1,700 training texts: 638 steps of batch 8): twice the floor, and early
+    # stopping that waits as long as the floor.
+    "default+steps600": {"min_steps": 600, "patience_steps": 300},
+    # Trainer's batch (twice the steps per epoch), the rate unscaled.
+    "default+batch8": {"batch_size": 8, "learning_rate": 5e-5},
+    # Every TrainingArguments default in edgeft's loop (3 epochs of batch 8, lr 5e-5, no warm-up, no weight decay,
+    # trainable embeddings, dropout 0.1, no early stopping); only the best of the 3 epochs on dev is kept.
+    "trainer-like": {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
+                     "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "freeze_embeddings": False,
+                     "dropout": 0.1},
+    # Batches drawn at random as Trainer draws them, not grouped by length (experiment only: the loop's batcher is
+    # swapped for the run).
+    "default+random-batches": {},
 }
+RANDOM_BATCHES = {"default+random-batches"}
+
+
+def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(len(lengths))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 
 
@@ -134,9 +153,16 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
 
     split = split_dataset(ds, seed)
     spec = FinetuneSpec.for_task("classification", seed=seed, device="cpu", **VARIANTS[variant])
-    started = time.perf_counter()
-    art = finetune(packaged_model(DEFAULT_MODEL).path, ds, split, spec, work)
-    seconds = time.perf_counter() - started
+    import edgeft.stages.training as training
+
+    grouped = training.length_grouped_batches
+    training.length_grouped_batches = random_batches if variant in RANDOM_BATCHES else grouped
+    try:
+        started = time.perf_counter()
+        art = finetune(packaged_model(DEFAULT_MODEL).path, ds, split, spec, work)
+        seconds = time.perf_counter() - started
+    finally:
+        training.length_grouped_batches = grouped
     labels = art.manifest["labels"]
     model = load_classifier(art.path, task="classification")
     encode = TextEncoder(art.path / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
