@@ -70,12 +70,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+random-batches": {},
 }
 RANDOM_BATCHES = {"default+random-batches"}
+IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 
 
 def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Trainer's batching: one random permutation cut into batches, lengths mixed."""
     order = rng.permutation(len(lengths))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 
 
 def draw(name: str, seed: int) -> TextDataset:
