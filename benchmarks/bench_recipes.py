@@ -27,6 +27,7 @@ import argparse
 import collections
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +70,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Batches drawn at random as Trainer draws them, not grouped by length (experiment only: the loop's batcher is
     # swapped for the run).
     "default+random-batches": {},
+    # The last epoch's weights, as Trainer keeps them, instead of the best epoch on dev (experiment only: the dev
+    # score the loop sees rises every epoch, so it neither stops early nor goes back to an earlier epoch).
+    "default+last": {},
+    # Trainer's settings, batches and kept epoch: only the random streams (head init, batch order) differ from it.
+    "trainer-like+last": {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
+                          "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "freeze_embeddings": False,
+                          "dropout": 0.1},
 }
-RANDOM_BATCHES = {"default+random-batches"}
+RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}
+LAST_EPOCH = {"default+last", "trainer-like+last"}
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 
 
@@ -77,6 +87,23 @@ def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     """Trainer's batching: one random permutation cut into batches, lengths mixed."""
     order = rng.permutation(len(lengths))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def keep_last_epoch(train: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The training loop, shown a dev score that rises every epoch: it keeps the last epoch and never stops early.
+    The real dev scores go into the history as `real_<metric>`."""
+
+    def wrapped(model, params, lengths, schedule, device, batch_loss, dev_score, label, *args, **kwargs):
+        epochs = itertools.count(1)
+
+        def rising() -> dict[str, float]:
+            scores = dev_score()
+            scores = scores if isinstance(scores, dict) else {schedule.metric: scores}
+            return {**scores, f"real_{schedule.metric}": scores[schedule.metric], schedule.metric: next(epochs)}
+
+        return train(model, params, lengths, schedule, device, batch_loss, rising, label, *args, **kwargs)
+
+    return wrapped
 
 
 def draw(name: str, seed: int) -> TextDataset:
@@ -156,14 +183,17 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
     spec = FinetuneSpec.for_task("classification", seed=seed, device="cpu", **VARIANTS[variant])
     import edgeft.stages.training as training
 
-    grouped = training.length_grouped_batches
+    import edgeft.stages.finetune as finetune_stage
+
+    grouped, loop = training.length_grouped_batches, finetune_stage.train
     training.length_grouped_batches = random_batches if variant in RANDOM_BATCHES else grouped
+    finetune_stage.train = keep_last_epoch(loop) if variant in LAST_EPOCH else loop
     try:
         started = time.perf_counter()
         art = finetune(packaged_model(DEFAULT_MODEL).path, ds, split, spec, work)
         seconds = time.perf_counter() - started
     finally:
-        training.length_grouped_batches = grouped
+        training.length_grouped_batches, finetune_stage.train = grouped, loop
     labels = art.manifest["labels"]
     model = load_classifier(art.path, task="classification")
     encode = TextEncoder(art.path / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
@@ -172,7 +202,10 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
     trained = art.manifest["metrics"]
     return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 1),
             "epochs_run": trained.get("epochs_run"), "steps_run": trained.get("steps_run"),
-            "batch_size": art.manifest.get("batch_size")}
+            "batch_size": art.manifest.get("batch_size"),
+            # The dev score of every epoch (the real one where a variant showed the loop a rising one).
+            "dev_history": [round(h.get("real_dev_accuracy", h.get("dev_accuracy", math.nan)), 4)
+                            for h in trained.get("history", [])]}
 
 
 def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ earlier one; leftovers are hidden `.NAME.tmp-*` siblings, removed by the next ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -130,16 +131,30 @@ class Artifact:
         return cls(path, read_manifest(path))
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over edgeft's own Python sources. Stage keys include it, so a cached artifact is reused only by the code
+    that made it: an edited training loop or exporter, or an upgrade, never serves a stale model. Any edit counts,
+    which is conservative: the cost of a false change is a rebuild, never a wrong result."""
+    return sources_digest(Path(__file__).resolve().parent)
+
+
+def sources_digest(package: Path) -> str:
+    """sha256 over the `.py` files under `package`, keyed by relative path (bytecode caches do not count)."""
+    return sha256_json({p.relative_to(package).as_posix(): sha256_file(p) for p in sorted(package.rglob("*.py"))})
+
+
 def stage_key(stage: str, key_material: dict[str, Any]) -> str:
-    return sha256_json({"stage": stage, **key_material})
+    return sha256_json({"stage": stage, "edgeft_code": code_fingerprint(), **key_material})
 
 
 def cached_stage(work_dir: Path, stage: str, key_material: dict[str, Any],
                  build: Callable[[Path], dict[str, Any]], publish: bool = True) -> Artifact:
     """Run `build(tmp)` into `work_dir/<stage>-<key>` unless a finished artifact with the same key is there.
 
-    `key_material` holds everything the output depends on (parent manifest hash, spec, seed, versions), so the same
-    inputs are a cache hit and any change is a new folder. `build` fills tmp and returns the manifest body.
+    `key_material` holds everything the output depends on (parent manifest hash, spec, seed, versions; stage_key adds
+    edgeft's own code), so the same inputs are a cache hit and any change is a new folder. `build` fills tmp and
+    returns the manifest body.
     `publish=False` (the non-first processes of a multi-process run) builds into a throwaway folder and returns the
     path where the first process publishes the same artifact.
     """

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeft import __version__
-from edgeft.artifact import check_output_folder, sha256_file, sha256_json
+from edgeft.artifact import check_output_folder, code_fingerprint, sha256_file, sha256_json
 from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
@@ -213,7 +213,8 @@ def build(req: BuildRequest) -> BuildResult:
                                 labels, profile.input, profile.threads, bench_texts, profile.bench.warmup,
                                 profile.bench.runs))
     manifest_body = {
-        "edgeft_version": __version__, "seed": req.seed, "versions": versions(),
+        "edgeft_version": __version__, "edgeft_code_sha256": code_fingerprint(), "seed": req.seed,
+        "versions": versions(),
         "inputs": {
             "data": {"source": data_source, "sha256": data.sha256, "rows": len(data.texts), "dropped": data.dropped,
                      "task": req.task, **_data_format(data_source, req)},
