@@ -73,11 +73,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The last epoch's weights, as Trainer keeps them, instead of the best epoch on dev (experiment only: the dev
     # score the loop sees rises every epoch, so it neither stops early nor goes back to an earlier epoch).
     "default+last": {},
-    # Trainer's settings, batches and kept epoch: only the random streams (head init, batch order) differ from it.
+    # Trainer's settings, batches and kept epoch: only the random streams (batch order, dropout masks) differ.
     "trainer-like+last": {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
                           "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "freeze_embeddings": False,
                           "dropout": 0.1},
 }
+# Controls for the random streams: the same draw and split, training seeded with seed + RESEED instead of seed
+# (`trainer-reseeded`: Trainer itself; `default+reseeded`: edgeft's default fine-tune).
+RESEED = 100
+VARIANTS["default+reseeded"] = {}
 RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}
 LAST_EPOCH = {"default+last", "trainer-like+last"}
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
@@ -180,10 +184,10 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
     from edgeft.stages.torch_model import load_classifier, torch_logits
 
     split = split_dataset(ds, seed)
-    spec = FinetuneSpec.for_task("classification", seed=seed, device="cpu", **VARIANTS[variant])
-    import edgeft.stages.training as training
-
+    train_seed = seed + RESEED if variant.endswith("+reseeded") else seed
+    spec = FinetuneSpec.for_task("classification", seed=train_seed, device="cpu", **VARIANTS[variant])
     import edgeft.stages.finetune as finetune_stage
+    import edgeft.stages.training as training
 
     grouped, loop = training.length_grouped_batches, finetune_stage.train
     training.length_grouped_batches = random_batches if variant in RANDOM_BATCHES else grouped
@@ -208,7 +212,8 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
                             for h in trained.get("history", [])]}
 
 
-def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
+def trainer_row(ds: TextDataset, seed: int, work: Path, train_seed: int | None = None) -> dict[str, Any]:
+    """`Trainer` with every default on the draw's split; `train_seed` (default: the draw's seed) seeds its run."""
     import torch
     import transformers
 
@@ -218,7 +223,8 @@ def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
     labels = ds.label_names
     folder = packaged_model(DEFAULT_MODEL).path
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    transformers.set_seed(seed)
+    train_seed = seed if train_seed is None else train_seed
+    transformers.set_seed(train_seed)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
         folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
 
@@ -231,7 +237,7 @@ def trainer_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
     # Every TrainingArguments default stays (3 epochs, batch 8, lr 5e-5, linear decay, no warm-up); only what would
     # write files or reach the network is switched off.
     args = transformers.TrainingArguments(output_dir=str(work / "trainer"), report_to=[], save_strategy="no",
-                                          logging_strategy="no", seed=seed, use_cpu=True, disable_tqdm=True)
+                                          logging_strategy="no", seed=train_seed, use_cpu=True, disable_tqdm=True)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=rows(split.train),
                                    data_collator=transformers.DataCollatorWithPadding(tokenizer))
     started = time.perf_counter()
@@ -330,6 +336,8 @@ def main() -> None:
                         row = trainer_row(ds, seed, Path(tmp))
                     elif side == "edgeft":
                         row = edgeft_row(ds, seed, Path(tmp))
+                    elif side == "finetune:trainer-reseeded":
+                        row = trainer_row(ds, seed, Path(tmp), train_seed=seed + RESEED)
                     else:
                         row = finetune_row(ds, seed, Path(tmp), side.partition(":")[2])
                 row = {"set": name, "side": side, "seed": seed, "cpu": cpu, **row}
