@@ -47,6 +47,11 @@ from edgeft.runtime.bench import host_description
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ["tweets-200", "tweets-600", "tweets-imb-600", "bbc-200", "bbc-600", "tweets-2000", "bbc-2000", "tweets-8000"]
+# Every TrainingArguments default as FinetuneSpec fields: 3 epochs of batch 8, lr 5e-5, no warm-up, no weight decay,
+# trainable embeddings, dropout 0.1, no early stopping.
+TRAINER_SETTINGS: dict[str, Any] = {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
+                                    "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0,
+                                    "freeze_embeddings": False, "dropout": 0.1}
 # Named fine-tune variants for --stage finetune: FinetuneSpec fields on top of the task default.
 VARIANTS: dict[str, dict[str, Any]] = {
     # The recipe before the adaptive one: 2 epochs of batch 32, patience one epoch, whatever the data size.
@@ -62,11 +67,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+steps600": {"min_steps": 600, "patience_steps": 300},
     # Trainer's batch (twice the steps per epoch), the rate unscaled.
     "default+batch8": {"batch_size": 8, "learning_rate": 5e-5},
-    # Every TrainingArguments default in edgeft's loop (3 epochs of batch 8, lr 5e-5, no warm-up, no weight decay,
-    # trainable embeddings, dropout 0.1, no early stopping); only the best of the 3 epochs on dev is kept.
-    "trainer-like": {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
-                     "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "freeze_embeddings": False,
-                     "dropout": 0.1},
+    # Every TrainingArguments default in edgeft's loop; only the best of the 3 epochs on dev is kept.
+    "trainer-like": TRAINER_SETTINGS,
     # Batches drawn at random as Trainer draws them, not grouped by length (experiment only: the loop's batcher is
     # swapped for the run).
     "default+random-batches": {},
@@ -74,14 +76,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # score the loop sees rises every epoch, so it neither stops early nor goes back to an earlier epoch).
     "default+last": {},
     # Trainer's settings, batches and kept epoch: only the random streams (batch order, dropout masks) differ.
-    "trainer-like+last": {"batch_size": 8, "learning_rate": 5e-5, "epochs": 3, "min_steps": 0, "patience": 3,
-                          "patience_steps": 0, "warmup_ratio": 0.0, "weight_decay": 0.0, "freeze_embeddings": False,
-                          "dropout": 0.1},
+    "trainer-like+last": TRAINER_SETTINGS,
+    # A control for the random streams: the same draw and split, training seeded with seed + RESEED (the side
+    # `trainer-reseeded` does the same for Trainer itself).
+    "default+reseeded": {},
 }
-# Controls for the random streams: the same draw and split, training seeded with seed + RESEED instead of seed
-# (`trainer-reseeded`: Trainer itself; `default+reseeded`: edgeft's default fine-tune).
 RESEED = 100
-VARIANTS["default+reseeded"] = {}
 RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}
 LAST_EPOCH = {"default+last", "trainer-like+last"}
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from edgeft import artifact
@@ -33,8 +34,6 @@ def test_edited_edgeft_code_never_reuses_an_artifact_the_old_code_made(tmp_path,
 
 
 def test_the_code_fingerprint_changes_with_any_source_and_only_with_sources(tmp_path):
-    import shutil
-
     package = tmp_path / "edgeft"
     shutil.copytree(Path(artifact.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
     original = artifact.sources_digest(package)
