@@ -68,7 +68,7 @@ def build(req: BuildRequest) -> BuildResult:
     from edgeft.stages.finetune import FinetuneSpec, model_hash
     from edgeft.stages.package import HeldOut, package, versions
     from edgeft.stages.quantize import calibration_texts, check_supported
-    from edgeft.stages.torch_model import check_model_folder
+    from edgeft.stages.torch_model import check_freeze_layers, check_model_folder
 
     started, timings = time.perf_counter(), {}
     # ---- validate everything first: a bad input must cost seconds and write nothing ----
@@ -121,6 +121,7 @@ def build(req: BuildRequest) -> BuildResult:
                                                   "max_length": profile.input.max_length, **req.finetune})
     except ValidationError as exc:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
+    check_freeze_layers(model_dir, spec.freeze_layers)
     from edgeft.stages.finetune import labels_of, resolve_device
     from edgeft.stages.training import Workers, resolve_precision
 

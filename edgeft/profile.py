@@ -233,6 +233,8 @@ class Student(_Strict):
     # The copied word embeddings stay as the teacher fine-tuned them: a third of the optimiser's work on a CPU saved,
     # and measured no loss of accuracy (docs/experiments/distillation.md).
     freeze_embeddings: bool = True
+    # The student's lowest N layers (and all embeddings) keep the teacher's weights: cheaper steps, see FinetuneSpec.
+    freeze_layers: int = Field(0, ge=0)
     # Dropout in the student. The soft targets already regularise, and on a CPU the dropout masks alone cost a
     # quarter of every training step (torch profiler, 2-layer MiniLM student).
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -255,6 +257,10 @@ class Student(_Strict):
         if isinstance(self.layers, tuple) and (not self.layers or len(set(self.layers)) != len(self.layers)
                                                or min(self.layers) < 0):
             raise ValueError("'layers' as a list needs distinct layer indices >= 0, e.g. [0, 5]")
+        kept = self.layers if isinstance(self.layers, int) else len(self.layers or ())
+        if self.layers is not None and self.freeze_layers >= kept:
+            raise ValueError(f"'freeze_layers' {self.freeze_layers} would freeze every one of the student's {kept} "
+                             f"layers; freeze fewer, or 0")
         return self
 
     @classmethod

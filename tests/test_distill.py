@@ -53,6 +53,16 @@ def test_student_starts_as_a_copy_of_the_chosen_teacher_layers(teacher):
     assert t.config.num_hidden_layers == 2 and len(t.bert.encoder.layer) == 2
 
 
+def test_a_student_can_keep_its_lowest_layers_frozen_but_not_all_of_them(teacher):
+    t = load_classifier(teacher.path)
+    s, _ = make_student(t, Student(layers=2, freeze_layers=1), LABELS, "classification")
+    frozen = [*s.bert.embeddings.parameters(), *s.bert.encoder.layer[0].parameters()]
+    assert not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in [*s.bert.encoder.layer[1].parameters(), *s.classifier.parameters()])
+    with pytest.raises(ValueError, match="'freeze_layers' 2 would freeze every one of the student's 2 layers"):
+        Student(layers=(0, 1), freeze_layers=2)
+
+
 def test_ffn_pruning_at_full_width_changes_nothing_and_keeps_the_strongest_units(teacher):
     t = load_classifier(teacher.path).eval()
     full, _ = make_student(t, Student(layers=2, ffn=t.config.intermediate_size), LABELS, "classification")

@@ -165,3 +165,30 @@ def test_compiled_training_learns_like_eager(tiny_model, tiny_csv, tmp_path):
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["metrics"]["compiled"] and manifest["test"]["accuracy"] > 0.8
+
+
+def test_frozen_layers_keep_their_pretrained_weights_while_the_rest_learns(tiny_model, tiny_csv, tmp_path):
+    """--freeze-layers 1 on the 2-layer model: the embeddings and layer 0 leave training bit for bit as pretrained,
+    layer 1 and the head move, and the model still learns the data's signal."""
+    out = tmp_path / "frozen"
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out", str(out),
+                               "--work-dir", str(tmp_path / "w"), *TINY[:-2], "--epochs", "5", "--device", "cpu",
+                               "--freeze-layers", "1"])
+    assert code == 0, err
+    base, tuned = weights(tiny_model), weights(out)
+    frozen = [k for k in tuned if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
+    trained = [k for k in tuned if k.startswith("bert.encoder.layer.1.")]
+    assert frozen and trained
+    assert all((tuned[k] == base[k]).all() for k in frozen)
+    assert all(not (tuned[k] == base[k]).all() for k in trained if k.endswith(".weight"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["spec"]["freeze_layers"] == 1
+    assert manifest["trainable_parameters"] < sum(t.numel() for t in tuned.values()) / 2
+    assert manifest["test"]["accuracy"] > 0.6
+
+
+def test_freezing_every_layer_is_refused_before_training(tiny_model, tiny_csv, tmp_path):
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out",
+                               str(tmp_path / "m"), "--work-dir", str(tmp_path / "w"), *TINY, "--freeze-layers", "2"])
+    assert code == 2 and "freeze_layers=2" in err and "2 layers" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import (ClassWeights, Encoding, LabelColumn, MinSteps, SelectMetric, TextColumn,
+from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, SelectMetric, TextColumn,
                                 recipe_overrides)
 
 
@@ -30,6 +30,7 @@ def build(
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,
+    freeze_layers: int | None = FreezeLayers,
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
@@ -68,7 +69,7 @@ def build(
 
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
-    overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric)
+    overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers)
     if max_train_samples is not None:
         overrides["max_train_samples"] = max_train_samples or None
     if learning_rate is not None:

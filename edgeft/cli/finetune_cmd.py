@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import (ClassWeights, Encoding, LabelColumn, MinSteps, SelectMetric, TextColumn,
+from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, SelectMetric, TextColumn,
                                 recipe_overrides)
 
 
@@ -31,6 +31,7 @@ def finetune(
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,
+    freeze_layers: int | None = FreezeLayers,
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = automatic: "
@@ -63,7 +64,7 @@ def finetune(
     from edgeft.pipeline import DEFAULT_TASK_DATA, base_model_folder
     from edgeft.profile import describe_validation_error
     from edgeft.stages.finetune import FinetuneSpec
-    from edgeft.stages.torch_model import check_model_folder
+    from edgeft.stages.torch_model import check_freeze_layers, check_model_folder
     from edgeft.stages.training import Workers
 
     if task not in DEFAULT_TASK_DATA:
@@ -72,7 +73,7 @@ def finetune(
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     if time_budget is not None and not search:
         raise BadInput("--time-budget limits a --search; add --search KEY=V1,V2 or drop --time-budget")
-    given = {**recipe_overrides(epochs, min_steps, class_weights, select_metric),
+    given = {**recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers),
              "learning_rate": learning_rate, "max_length": max_length, "precision": precision,
              "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
     if batch_size is not None:
@@ -96,6 +97,7 @@ def finetune(
     check_output_folder(out)
     model_dir, _, _ = base_model_folder(model)
     check_model_folder(model_dir)
+    check_freeze_layers(model_dir, spec.freeze_layers)
     from edgeft.stages.finetune_report import run_finetune
 
     workers = Workers.from_env()

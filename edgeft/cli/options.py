@@ -23,10 +23,12 @@ ClassWeights = typer.Option(None, "--class-weights", help="none, or balanced: lo
                             "for imbalanced labels [default: none].")
 SelectMetric = typer.Option(None, "--select-metric", help="Dev figure that keeps the best epoch: accuracy or "
                             "macro_f1 (a majority-only model scores low on it) [default: accuracy].")
+FreezeLayers = typer.Option(None, "--freeze-layers", help="The lowest N encoder layers (and the embeddings) keep "
+                            "their pretrained weights: cheaper training steps [default: 0].")
 
 
 def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: str | None,
-                     select_metric: str | None) -> dict[str, object]:
+                     select_metric: str | None, freeze_layers: int | None = None) -> dict[str, object]:
     """Fine-tuning fields the user named. --epochs alone means those epochs exactly: the step floor is for the
     default recipe, not for a user who counted their epochs."""
     given: dict[str, object] = {}
@@ -39,4 +41,6 @@ def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: s
         given["class_weights"] = class_weights
     if select_metric is not None:
         given["select_metric"] = select_metric
+    if freeze_layers is not None:
+        given["freeze_layers"] = freeze_layers
     return given

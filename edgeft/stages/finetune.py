@@ -73,6 +73,8 @@ class FinetuneSpec(BaseModel):
     # Word embeddings as pretrained, and no dropout: 1.6x faster steps on a CPU (torch profiler), which pays for the
     # distilled student in the same 15-minute default build; accuracy measured in docs/experiments/distillation.md.
     freeze_embeddings: bool = True
+    # The lowest N encoder layers (and all embeddings) keep their pretrained weights: backward stops above them.
+    freeze_layers: int = Field(0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
@@ -148,7 +150,7 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
     torch.manual_seed(spec.seed)
     encode = TextEncoder(base_model / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
     model = load_classifier(base_model, labels, spec.task).to(device)
-    set_training_options(model, spec.dropout, spec.freeze_embeddings)
+    set_training_options(model, spec.dropout, spec.freeze_embeddings, spec.freeze_layers)
     if spec.peft == "lora":
         model = _with_lora(model, spec)
     examples = (_ner_examples if spec.task == "ner" else _classification_examples)(data, split, spec, labels, encode,

@@ -120,7 +120,7 @@ def make_student(teacher, student: Student, labels: list[str], task: str) -> tup
 
 
 def _prepare(model, student: Student):
-    set_training_options(model, student.dropout, student.freeze_embeddings)
+    set_training_options(model, student.dropout, student.freeze_embeddings, student.freeze_layers)
     return model.train()
 
 
