@@ -72,7 +72,7 @@ def set_training_options(model, dropout: float, freeze_embeddings: bool, freeze_
     On a CPU these are a large share of a training step: dropout's random masks a quarter of it, the word-embedding
     matrix's gradient and Adam update (a third of MiniLM's parameters) much of the rest. Freezing the lowest layers
     (and so all of the embeddings, since nothing below a frozen layer can learn) lets the backward pass stop above
-    them: MiniLM-L6 steps 1.30x faster with 2 frozen, 1.57x with 3 (docs/experiments/speed.md).
+    them: MiniLM-L6 steps 1.42x faster with 2 frozen, 1.58x with 3 (docs/experiments/speed.md, section 7).
     """
     torch, _ = torch_modules()
     for module in model.modules():
