@@ -33,9 +33,10 @@ LABELS = ["negative", "neutral", "positive"]
 def model_for(kind: str, frozen: int):
     torch.manual_seed(0)
     model = load_classifier(packaged_model(DEFAULT_MODEL).path, LABELS)
-    if kind == "student":
-        model, _ = make_student(model, Student(layers=3, ffn=768), LABELS, "classification")
-    set_training_options(model, 0.0, True, frozen)
+    if kind == "student":  # make_student applies the student's own training options, frozen layers included
+        model, _ = make_student(model, Student(layers=3, ffn=768, freeze_layers=frozen), LABELS, "classification")
+    else:
+        set_training_options(model, 0.0, True, frozen)
     model.train()
     return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 

@@ -40,11 +40,13 @@ def check_freeze_layers(model_dir: Path, freeze_layers: int) -> None:
 
     layers = json.loads((model_dir / "config.json").read_text()).get("num_hidden_layers")
     if freeze_layers and isinstance(layers, int):
-        _check_frozen_count(freeze_layers, f"{layers} layers", layers)
+        _check_frozen_count(freeze_layers, layers)
 
 
-def _check_frozen_count(freeze_layers: int, count: str, layers: int | None) -> None:
+def _check_frozen_count(freeze_layers: int, layers: int | None) -> None:
+    """`layers` None: the model has no encoder.layer list to freeze from."""
     if layers is None or freeze_layers >= layers:
+        count = "no encoder.layer list" if layers is None else f"{layers} layers"
         raise BadInput(f"freeze_layers={freeze_layers}: the model has {count}; freeze fewer layers than it has "
                        f"(or 0) so that something is left to train")
 
@@ -87,8 +89,7 @@ def set_training_options(model, dropout: float, freeze_embeddings: bool, freeze_
     if freeze_layers == 0:
         return
     layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
-    _check_frozen_count(freeze_layers, "no encoder.layer list" if layers is None else f"{len(layers)} layers",
-                        None if layers is None else len(layers))
+    _check_frozen_count(freeze_layers, None if layers is None else len(layers))
     for module in (model.base_model.embeddings, *layers[:freeze_layers]):
         module.requires_grad_(False)
 
