@@ -98,6 +98,17 @@ def test_a_search_records_every_trial_and_keeps_the_best_dev_score(tiny_model, t
     assert "hyperparameter search" in stdout
 
 
+def test_a_search_trial_that_names_its_epochs_or_subset_trains_exactly_that():
+    from edgeft.stages.finetune import FinetuneSpec
+    from edgeft.stages.search import trial_specs
+
+    by_epochs = trial_specs(FinetuneSpec(), {"epochs": ["1", "3"]})
+    assert [spec.passes(31_656) for spec in by_epochs] == [(8000, 1), (8000, 3)]
+    assert trial_specs(FinetuneSpec(), {"max_train_samples": ["4000"]})[0].passes(31_656) == (4000, 2)
+    # A trial over the rate alone keeps the default recipe: one pass over 16,000 fresh texts.
+    assert trial_specs(FinetuneSpec(), {"learning_rate": ["1e-4"]})[0].passes(31_656) == (16_000, 1)
+
+
 def test_a_search_skips_the_trials_its_time_budget_cannot_fit(tiny_model, tiny_csv, tmp_path):
     # 10 ms: no trial of even the tiny model fits (1 s did: a quiet machine trains it 5 epochs in under half of it).
     code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out",

@@ -54,9 +54,21 @@ def test_a_cpu_batch_is_16_below_2000_training_texts_and_32_from_there():
     assert fit_batch_size(None, 128, "cpu", 6800) == 32
 
 
-def test_epochs_named_by_the_user_are_exact_unless_the_floor_is_named_too():
-    assert recipe_overrides(3, None, None, None) == {"epochs": 3, "min_steps": 0}
+def test_a_large_set_is_fine_tuned_in_one_pass_over_as_many_distinct_texts_as_two_epochs_would_see():
+    default = FinetuneSpec()
+    assert default.passes(31_656) == (16_000, 1)  # the packaged tweets: 500 steps, no text seen twice
+    assert default.passes(16_000) == (16_000, 1)
+    assert default.passes(12_000) == (8_000, 2)  # too few for that: two passes over 8,000, as before
+    assert default.passes(500) == (8_000, 2)  # (the subset is then the whole set, and the step floor applies)
+
+
+def test_epochs_or_a_subset_named_by_the_user_are_exact_unless_the_floor_is_named_too():
+    assert recipe_overrides(3, None, None, None) == {"epochs": 3, "min_steps": 0, "fresh_texts": False}
     assert recipe_overrides(3, 500, None, None)["min_steps"] == 500
+    assert FinetuneSpec(**recipe_overrides(3, None, None, None)).passes(31_656) == (8_000, 3)
+    assert recipe_overrides(None, None, None, None, max_train_samples=0) == {"max_train_samples": None,
+                                                                            "fresh_texts": False}
+    assert FinetuneSpec(**recipe_overrides(None, None, None, None, max_train_samples=4000)).passes(31_656) == (4000, 2)
     assert recipe_overrides(None, None, "balanced", "macro_f1") == {"class_weights": "balanced",
                                                                    "select_metric": "macro_f1"}
 
@@ -85,6 +97,17 @@ def test_a_small_set_is_trained_for_its_floor_of_steps_with_both_dev_figures_log
     assert metrics["steps_run"] == 30 and len(metrics["history"]) == 10
     assert {"dev_accuracy", "dev_macro_f1", "steps"} <= set(metrics["history"][0])
     assert metrics["dev_macro_f1"] == max(h["dev_macro_f1"] for h in metrics["history"])
+
+
+def test_one_pass_over_fresh_texts_trains_on_twice_the_subset_for_one_epoch(tiny_model, tiny_csv, tmp_path):
+    ds = load_dataset(str(tiny_csv))
+    split = split_dataset(ds, seed=0)  # 312 training texts: enough for 2 x 60 distinct ones
+    common = dict(epochs=2, max_train_samples=60, min_steps=0, batch_size=16, learning_rate=1e-3, device="cpu")
+    fresh = finetune(tiny_model, ds, split, FinetuneSpec(**common), tmp_path / "fresh").manifest
+    repeated = finetune(tiny_model, ds, split, FinetuneSpec(**common, fresh_texts=False), tmp_path / "rep").manifest
+    assert (fresh["train_samples"], fresh["plan"]["epochs"], fresh["plan"]["max_steps"]) == (120, 1, 8)
+    assert (repeated["train_samples"], repeated["plan"]["epochs"], repeated["plan"]["max_steps"]) == (60, 2, 8)
+    assert len(fresh["metrics"]["history"]) == 1 and len(repeated["metrics"]["history"]) == 2
 
 
 def test_recipe_options_reach_the_build_and_bad_values_are_one_line(tiny_model, tiny_csv, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgeft.profile import load_profile
 import numpy as np
 
-from edgeft.stages.select import TIE, _decide, paired_drop_se
+from edgeft.stages.select import TIE, _decide, load_twins, paired_drop_se, pool_twins
 
 
 def rows(metric: str = "accuracy", **measured: tuple[str, float, float | None]) -> dict[str, dict]:
@@ -55,6 +55,26 @@ def test_near_ties_go_to_the_preference_order():
                  fp32=("fp32", 0.0, 9.0))
     assert decide(table) == "first"
     assert "a tie" in table["second"]["reason"]
+
+
+def test_a_4bit_table_decoded_at_load_is_timed_as_one_model_with_its_int8_table_twin():
+    made = {c.name: (c, None) for c in PROFILE.quantization.candidates}
+    twins = load_twins(made, PROFILE)
+    assert twins["dynamic-int8-s8-u4-trim"] == twins["dynamic-int8-s8-trim"] == ("dynamic-int8-s8-u4-trim",
+                                                                               "dynamic-int8-s8-trim")
+    assert twins["dynamic-int8-s8"] == ("dynamic-int8-s8",)  # the full table: another graph
+    # Mobile decodes the looked-up rows on every call: a different graph, so no twins.
+    mobile = load_profile("mobile")
+    assert load_twins({c.name: (c, None) for c in mobile.quantization.candidates}, mobile) == {}
+    # Two sessions of one graph read a few per cent apart; pooled, they tie and the preference order decides.
+    samples = pool_twins({"dynamic-int8-s8-u4-trim": [1.50, 1.52], "dynamic-int8-s8-trim": [1.45, 1.47],
+                          "fp32": [2.8]}, twins)
+    assert samples["dynamic-int8-s8-u4-trim"] == samples["dynamic-int8-s8-trim"] == [1.50, 1.52, 1.45, 1.47]
+    assert samples["fp32"] == [2.8]
+    p50 = float(np.median(samples["dynamic-int8-s8-trim"]))
+    table = rows(**{"dynamic-int8-s8-u4-trim": ("dynamic-int8", 0.005, p50),
+                    "dynamic-int8-s8-trim": ("dynamic-int8", 0.004, p50), "fp32": ("fp32", 0.0, 2.8)})
+    assert decide(table) == "dynamic-int8-s8-u4-trim"
 
 
 def test_without_timings_the_first_accurate_candidate_in_order_ships():

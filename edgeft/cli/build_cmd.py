@@ -69,9 +69,8 @@ def build(
 
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
-    overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers)
-    if max_train_samples is not None:
-        overrides["max_train_samples"] = max_train_samples or None
+    overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers,
+                                       max_train_samples)
     if learning_rate is not None:
         overrides["learning_rate"] = learning_rate
     if batch_size is not None:

@@ -73,15 +73,15 @@ def finetune(
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     if time_budget is not None and not search:
         raise BadInput("--time-budget limits a --search; add --search KEY=V1,V2 or drop --time-budget")
-    given = {**recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers),
-             "learning_rate": learning_rate, "max_length": max_length, "precision": precision,
-             "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
+    options = {"learning_rate": learning_rate, "max_length": max_length, "precision": precision,
+               "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
+    # Options left unset keep the recipe's defaults; a named 0 (batch size, subset) stays None: automatic, all.
+    given = {**{k: v for k, v in options.items() if v is not None},
+             **recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers, max_train_samples)}
     if batch_size is not None:
         given["batch_size"] = batch_size or None
-    if max_train_samples is not None:
-        given["max_train_samples"] = max_train_samples or None
     try:
-        spec = FinetuneSpec.for_task(task, **{k: v for k, v in given.items() if v is not None})
+        spec = FinetuneSpec.for_task(task, **given)
     except ValidationError as exc:
         raise BadInput(f"fine-tuning option {describe_validation_error(exc)}") from None
     from edgeft.stages.finetune import resolve_device

@@ -28,13 +28,18 @@ FreezeLayers = typer.Option(None, "--freeze-layers", help="The lowest N encoder 
 
 
 def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: str | None,
-                     select_metric: str | None, freeze_layers: int | None = None) -> dict[str, object]:
-    """Fine-tuning fields the user named. --epochs alone means those epochs exactly: the step floor is for the
-    default recipe, not for a user who counted their epochs."""
+                     select_metric: str | None, freeze_layers: int | None = None,
+                     max_train_samples: int | None = None) -> dict[str, object]:
+    """Fine-tuning fields the user named. --epochs alone means those epochs exactly: the step floor and the one pass
+    over fresh texts are for the default recipe, not for a user who counted their epochs or chose the subset."""
     given: dict[str, object] = {}
     if epochs is not None:
         given["epochs"] = epochs
         given["min_steps"] = 0
+        given["fresh_texts"] = False
+    if max_train_samples is not None:
+        given["max_train_samples"] = max_train_samples or None  # 0: all
+        given["fresh_texts"] = False
     if min_steps is not None:
         given["min_steps"] = min_steps
     if class_weights is not None:

@@ -82,7 +82,7 @@ def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, r
            "validation": {"texts": sha256_json(dev.texts), "gold": sha256_json(dev.gold),
                           "max_drop": profile.budgets.max_accuracy_drop} if dev else None,
            "kept_pieces": sha256_json(trim.kept.tolist()) if trim is not None else None,
-           "table_format": [TABLE_FORMAT, _decode(profile)] if candidate.embedding_bits else None,
+           "table_format": [TABLE_FORMAT, table_decode(profile)] if candidate.embedding_bits else None,
            "versions": library_versions("onnxruntime", "optimum", "optimum-onnx", "openvino", "nncf")}
 
     def build(tmp: Path) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, r
         source, table, keep_float = exported, None, ()
         if trim is not None or candidate.embedding_bits:
             source, table = _smaller_table(exported, tmp / ".vocabulary", trim, candidate.embedding_bits,
-                                           _decode(profile))
+                                           table_decode(profile))
             keep_float = tuple(table.pop("nodes", ()))
         if recipe is not None:
             src_file = exported.path / exported.manifest["model_file"]
@@ -121,7 +121,7 @@ def quantize(exported: Artifact, candidate: Candidate, profile: TargetProfile, r
     return cached_stage(work_dir, f"quantize-{runtime.value}", key, build)
 
 
-def _decode(profile: TargetProfile) -> str:
+def table_decode(profile: TargetProfile) -> str:
     """Where the 4-bit table becomes bytes. A plain .onnx is decoded whole when the session loads (constant folding:
     the file stays small, calls and memory are the int8 table's); the .ort converter would fold it into the file
     itself, so mobile decodes the looked-up rows on each call instead."""

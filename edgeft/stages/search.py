@@ -42,9 +42,11 @@ def trial_specs(spec: FinetuneSpec, grid: dict[str, list[str]]) -> list[Finetune
     for values in itertools.product(*(grid[k] for k in keys)):
         try:
             # Validated like any spec (model_copy would skip validation): "abc" or -1 is a one-line error.
-            # A trial that names its epochs runs exactly those (no step floor), as --epochs does.
+            # A trial that names its epochs runs exactly those (no step floor), as --epochs does; one that names
+            # its epochs or subset size trains that subset for those epochs (no one pass over fresh texts).
             floor = {"min_steps": 0} if "epochs" in keys and "min_steps" not in keys else {}
-            specs.append(FinetuneSpec(**{**spec.model_dump(), **floor, **dict(zip(keys, values))}))
+            exact = {"fresh_texts": False} if {"epochs", "max_train_samples"} & set(keys) else {}
+            specs.append(FinetuneSpec(**{**spec.model_dump(), **floor, **exact, **dict(zip(keys, values))}))
         except ValidationError as exc:
             raise BadInput(f"--search value {describe_validation_error(exc)}") from None
     return specs

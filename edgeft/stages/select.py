@@ -11,7 +11,9 @@ The rules, in order:
    "optimised" model slower than fp32 is the trap this stage exists for). Candidates within `TIE` of the fastest
    count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice. The
    candidates within RUNOFF of the fastest first race again among themselves on more texts (a run-off), and
-   these figures decide.
+   these figures decide. Candidates that load into the same graph (a 4-bit word-embedding table is decoded into
+   the int8 table when the session loads) are one model to the runtime: their samples are pooled, so they tie
+   and the preference order (the smaller file first) decides, not the 3-5 % noise between two sessions.
 3. Without the target's hardware (arm64 or mobile on an x86 build host), host latency says nothing about the
    device: the first candidate in the profile's preference order that passed step 1 ships, and the report says so.
 4. With a bench device (`edgeft build --bench-device`, stages/device_race.py) the device decides instead of this
@@ -21,6 +23,7 @@ The rules, in order:
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -42,6 +45,7 @@ from edgeft.runtime.sessions import Session, open_session
 from edgeft.stages.device_race import (AGREEMENT, EMULATED_TEXTS, BenchDevice, labels_here_and_on_emulator,
                                        race_on_device, write_candidate_bundle)
 from edgeft.stages.package import model_files, target_hardware_present
+from edgeft.stages.quantize import table_decode
 
 # Latency race: this many dev texts, each timed this many times per candidate (after one warm-up pass over all).
 LATENCY_TEXTS = 100
@@ -136,12 +140,15 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
             console.print(f"  latency race: {len(race)} candidates x {len(feeds)} texts x {LATENCY_ROUNDS} rounds, "
                           f"batch 1, {profile.threads} thread(s), interleaved")
-            samples = interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds))
+            twins = load_twins(made, profile)
+            samples = pool_twins(interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds)), twins)
             for name, values in samples.items():
                 stats = percentiles(values)
                 rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], timed_on="this host")
+                if len(twins.get(name, ())) > 1:
+                    rows[name]["timed_with"] = [n for n in twins[name] if n != name]
             runoff = _runoff(race, rows, accurate, [encode_any([t]) for t in dev_texts[:RUNOFF_TEXTS]],
-                             profile.threads)
+                             profile.threads, twins)
         del sessions  # release the models before the temporary folder goes
     where = ("this host" if device is None else device.where)
     chosen, decided_by = _decide(list(made), rows, accurate, budget, reference, timed, profile, where,
@@ -157,8 +164,31 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     return Selection(made[chosen][1], record)
 
 
+def load_twins(made: dict[str, tuple[Candidate, Artifact]], profile: TargetProfile) -> dict[str, tuple[str, ...]]:
+    """Candidate name -> the candidates (itself included, in preference order) whose sessions run the same graph.
+
+    A 4-bit word-embedding table decoded when the session loads (stages/vocabulary.py) becomes the int8 presets'
+    uint8 table: the candidate then differs from its twin without `embedding_bits` in the file's size only. Measured:
+    1.298 vs 1.305 ms p50 interleaved, as close as two sessions of one file (docs/experiments/speed.md, section 8).
+    Decoded per call instead (mobile), the graph differs, and so may the speed: no twins."""
+    if table_decode(profile) != "load":
+        return {}
+    groups: dict[str, list[str]] = {}
+    for name, (candidate, _) in made.items():
+        graph = candidate.model_dump(mode="json", exclude={"name", "embedding_bits"})
+        groups.setdefault(json.dumps(graph, sort_keys=True), []).append(name)
+    return {name: tuple(group) for group in groups.values() for name in group}
+
+
+def pool_twins(samples: dict[str, list[float]], twins: dict[str, tuple[str, ...]]) -> dict[str, list[float]]:
+    """Every timed candidate's samples together with its timed twins': one graph, one latency."""
+    return {name: [v for twin in twins.get(name, (name,)) if twin in samples for v in samples[twin]]
+            for name in samples}
+
+
 def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate: list[str],
-            feeds: list[dict[str, np.ndarray]], threads: int) -> dict[str, Any] | None:
+            feeds: list[dict[str, np.ndarray]], threads: int,
+            twins: dict[str, tuple[str, ...]]) -> dict[str, Any] | None:
     """Re-time the accurate candidates within RUNOFF of the fastest among themselves; their rows take these figures."""
     timed = [n for n in accurate if n in race]
     if not timed:
@@ -169,7 +199,8 @@ def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate:
         return None
     console.print(f"  run-off: {len(finalists)} candidates within {RUNOFF:.0%} of the fastest x {len(feeds)} texts x "
                   f"{LATENCY_ROUNDS} rounds, batch 1, {threads} thread(s), interleaved")
-    samples = interleaved_latency({n: race[n] for n in finalists}, feeds, LATENCY_ROUNDS, warmup=len(feeds) // 3)
+    samples = pool_twins(interleaved_latency({n: race[n] for n in finalists}, feeds, LATENCY_ROUNDS,
+                                             warmup=len(feeds) // 3), twins)
     for name, values in samples.items():
         stats = percentiles(values)
         rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], first_race_p50_ms=rows[name]["p50_ms"])
