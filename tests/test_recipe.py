@@ -127,6 +127,17 @@ def test_finetune_cli_records_the_plan(tiny_model, tiny_csv, tmp_path):
     assert manifest["plan"]["max_steps"] == 20 and manifest["spec"]["min_steps"] == 20
 
 
+def test_finetune_cli_max_train_samples_0_trains_on_the_whole_train_split(tiny_model, tiny_csv, tmp_path):
+    out = tmp_path / "model"
+    code, _, err = run_edgeft(["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--out", str(out),
+                               "--epochs", "1", "--batch-size", "64", "--max-train-samples", "0", "--device", "cpu",
+                               "--work-dir", str(tmp_path / "w")])
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    # The spec says "all" (it kept the default 8,000 before), and all 312 training texts of the 480 trained.
+    assert manifest["spec"]["max_train_samples"] is None and manifest["train_samples"] == 312
+
+
 def test_a_student_must_hold_the_budget_on_dev_by_more_than_its_noise(tmp_path):
     from edgeft.pipeline import student_fallback
     from edgeft.stages.training import DEV_PREDICTIONS
