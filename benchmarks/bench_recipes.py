@@ -80,8 +80,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # A control for the random streams: the same draw and split, training seeded with seed + RESEED (the side
     # `trainer-reseeded` does the same for Trainer itself).
     "default+reseeded": {},
-    # The head starts as a logistic-regression probe on the frozen encoder's features (LP-FT, stages/head_init.py).
-    "default+probe-head": {"head_init": "probe"},
 }
 RESEED = 100
 RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}

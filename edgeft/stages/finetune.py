@@ -75,9 +75,6 @@ class FinetuneSpec(BaseModel):
     # the best epoch (accuracy, or macro-F1, which a majority-only model cannot score well on).
     class_weights: Literal["none", "balanced"] = "none"
     select_metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    # Classification: the head starts as a logistic-regression probe on the frozen encoder's features (LP-FT,
-    # stages/head_init.py) instead of at random.
-    head_init: Literal["random", "probe"] = "random"
     # Word embeddings as pretrained, and no dropout: 1.6x faster steps on a CPU (torch profiler), which pays for the
     # distilled student in the same 15-minute default build; accuracy measured in docs/experiments/distillation.md.
     freeze_embeddings: bool = True
@@ -173,11 +170,6 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
     if batch_size is None:
         batch_size = fit_batch_size(model, spec.max_length, device, len(examples.lengths))
         learning_rate *= math.sqrt(batch_size / 32)
-    head = None
-    if spec.head_init == "probe":
-        if examples.fit_head is None:
-            raise BadInput(f"head_init probe is for classification, not {spec.task}; drop --head-init probe")
-        head = examples.fit_head(model)
     metric = dev_metric(spec)
     _, epochs = spec.passes(len(split.train))
     plan = StepPlan.of(len(examples.lengths), batch_size, epochs, spec.min_steps, spec.patience, spec.patience_steps,
@@ -197,8 +189,7 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
             "trainable_parameters": trainable, "learning_rate": learning_rate, "batch_size": batch_size,
             "plan": {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch, "max_steps": plan.steps,
                      "patience_epochs": plan.patience},
-            "metrics": metrics, **({"head": head} if head else {}),
-            "versions": library_versions("torch", "transformers", "peft")}
+            "metrics": metrics, "versions": library_versions("torch", "transformers", "peft")}
 
 
 @dataclass(frozen=True)
@@ -209,7 +200,6 @@ class _Examples:
     batch_loss: Callable[[Any, np.ndarray], Any]
     dev_score: Callable[[Any], float | dict[str, float]]
     evaluations: list[list[int]]  # classification: each evaluation's dev predictions, in order
-    fit_head: Callable[[Any], dict[str, Any]] | None = None  # classification: start the head from a probe
 
 
 def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec, labels: list[str],
@@ -236,15 +226,8 @@ def _classification_examples(data: TextDataset, split: Split, spec: FinetuneSpec
     def dev_score(model) -> dict[str, float]:
         return classification_dev_score(model, encode, dev_texts, dev_y, len(labels), device, evaluations)
 
-    def fit_head(model) -> dict[str, Any]:
-        from edgeft.stages.head_init import init_head_from_probe
-
-        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch: little padding
-        return init_head_from_probe(model, lambda rows: encode([texts[order[i]] for i in rows]), y[order],
-                                    len(labels), device, None if weights is None else weights.cpu().numpy())
-
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
-    return _Examples(lengths, batch_loss, dev_score, evaluations, fit_head)
+    return _Examples(lengths, batch_loss, dev_score, evaluations)
 
 
 def classification_dev_score(model, encode: TextEncoder, texts: list[str], gold: list[int], n_labels: int,
