@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgeft.profile import load_profile
 import numpy as np
 
-from edgeft.stages.select import TIE, _decide, load_twins, paired_drop_se, pool_twins
+from edgeft.stages.select import TIE, _decide, first_twins, load_twins, paired_drop_se, pool_twins
 
 
 def rows(metric: str = "accuracy", **measured: tuple[str, float, float | None]) -> dict[str, dict]:
@@ -75,6 +75,13 @@ def test_a_4bit_table_decoded_at_load_is_timed_as_one_model_with_its_int8_table_
     table = rows(**{"dynamic-int8-s8-u4-trim": ("dynamic-int8", 0.005, p50),
                     "dynamic-int8-s8-trim": ("dynamic-int8", 0.004, p50), "fp32": ("fp32", 0.0, 2.8)})
     assert decide(table) == "dynamic-int8-s8-u4-trim"
+    # A device race reports percentiles, not samples: the first twin goes to the device, the other takes its figures.
+    sent = first_twins(["dynamic-int8-s8-u4-trim", "dynamic-int8-s8-trim", "dynamic-int8-s8", "fp32"], twins)
+    assert sent == {"dynamic-int8-s8-u4-trim": "dynamic-int8-s8-u4-trim",
+                    "dynamic-int8-s8-trim": "dynamic-int8-s8-u4-trim", "dynamic-int8-s8": "dynamic-int8-s8",
+                    "fp32": "fp32"}
+    # A twin that failed the accuracy check is not sent, so the other one is timed itself.
+    assert first_twins(["dynamic-int8-s8-trim"], twins) == {"dynamic-int8-s8-trim": "dynamic-int8-s8-trim"}
 
 
 def test_without_timings_the_first_accurate_candidate_in_order_ships():

@@ -119,6 +119,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
         accurate = [n for n in made if rows[n]["drop_bound"] <= budget + 1e-12]
         on_device: dict[str, Any] | None = None
         emulated_choice: str | None = None
+        twins = load_twins(made, profile)
         if device is not None:
             # fp32 candidates race too (the latency floor); the emulator checks only what could ship, in order.
             wanted = [n for n in made if n in accurate or (not device.emulated and made[n][0].scheme is Scheme.FP32)]
@@ -130,9 +131,15 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
                 console.print(f"  latency race on {device.where}: {len(bundles)} candidates x "
                               f"{min(LATENCY_TEXTS, len(dev_texts))} texts x {LATENCY_ROUNDS} rounds, batch 1, "
                               f"{profile.threads} thread(s), interleaved")
-                on_device = race_on_device(device, bundles, dev_texts[:LATENCY_TEXTS], LATENCY_ROUNDS, profile.threads)
-                for name, figures in on_device["models"].items():
-                    rows[name].update(p50_ms=figures["p50"], p90_ms=figures["p90"], timed_on=device.ssh.url)
+                # One graph, one timing: of twins (load_twins) only the first goes to the device, and the others
+                # take its figures. `edgeft race` reports percentiles, not samples, so they cannot be pooled there.
+                timed_as = first_twins(list(bundles), twins)
+                on_device = race_on_device(device, {n: bundles[n] for n in bundles if timed_as[n] == n},
+                                           dev_texts[:LATENCY_TEXTS], LATENCY_ROUNDS, profile.threads)
+                for name, first in timed_as.items():
+                    figures = on_device["models"][first]
+                    rows[name].update(p50_ms=figures["p50"], p90_ms=figures["p90"], timed_on=device.ssh.url,
+                                      **({"timed_as": first} if first != name else {}))
         if timed_here:
             # fp32 candidates race even when another fp32 is the reference: they set the latency floor.
             race = {n: sessions[n][0] for n in made if n in accurate or made[n][0].scheme is Scheme.FP32}
@@ -140,7 +147,6 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
             console.print(f"  latency race: {len(race)} candidates x {len(feeds)} texts x {LATENCY_ROUNDS} rounds, "
                           f"batch 1, {profile.threads} thread(s), interleaved")
-            twins = load_twins(made, profile)
             samples = pool_twins(interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds)), twins)
             for name, values in samples.items():
                 stats = percentiles(values)
@@ -184,6 +190,11 @@ def pool_twins(samples: dict[str, list[float]], twins: dict[str, tuple[str, ...]
     """Every timed candidate's samples together with its timed twins': one graph, one latency."""
     return {name: [v for twin in twins.get(name, (name,)) if twin in samples for v in samples[twin]]
             for name in samples}
+
+
+def first_twins(names: list[str], twins: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Each of `names` -> the first of its twins among `names`: the one timed for all of them."""
+    return {n: next(t for t in twins.get(n, (n,)) if t in names) for n in names}
 
 
 def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate: list[str],
