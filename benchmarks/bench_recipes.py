@@ -173,6 +173,8 @@ def edgeft_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
             "teacher_accuracy": metrics.get("teacher_accuracy"), "shipped": report["quantization"]["name"],
             "student_fallback": report.get("student_fallback") is not None,
             "student_shipped": manifest.get("distill") is not None,
+            # The student's dev figures against its teacher's, whichever way the rule went (recipes.md, section 10).
+            "student_check": report.get("student_check"),
             "teacher_epochs": finetune.get("epochs_run"), "teacher_steps": finetune.get("steps_run")}
 
 
@@ -307,6 +309,8 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--seeds", type=int, default=5, help="seeded draws + splits for sets under 2,000 texts")
     parser.add_argument("--large-seeds", type=int, default=1, help="draws for sets of 2,000 texts and more")
+    parser.add_argument("--only-seeds", default=None,
+                        help="comma-separated draws to run (e.g. 1,3), instead of 0 .. --seeds/--large-seeds - 1")
     parser.add_argument("--stage", choices=["build", "finetune"], default="build")
     parser.add_argument("--variants", default="fixed-epochs,default")
     parser.add_argument("--no-trainer", action="store_true")
@@ -323,7 +327,7 @@ def main() -> None:
     sides += ["edgeft"] if args.stage == "build" else [f"finetune:{v}" for v in args.variants.split(",")]
     for name in args.sets.split(","):
         seeds = args.seeds if int(name.rpartition("-")[2]) < 2000 else args.large_seeds
-        for seed in range(seeds):
+        for seed in (range(seeds) if args.only_seeds is None else [int(k) for k in args.only_seeds.split(",")]):
             ds = None
             for side in sides:
                 if (name, side, seed) in have:

@@ -25,7 +25,8 @@ from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validat
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
-from edgeft.runtime.scoring import PRIMARY_NAME, Examples, example_stats
+from edgeft.gating.student import passed_line, student_check, student_fallback  # noqa: F401 (tests use it)
+from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
 # What `edgeft build --task T` trains on when --data is not given.
 DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
@@ -157,18 +158,21 @@ def build(req: BuildRequest) -> BuildResult:
         return result
 
     teacher = finetuned or timed("finetune", finetune, model_dir, data, split, spec, work)
-    shipped_source, fallback = teacher, None
+    shipped_source, fallback, check = teacher, None, None
     if student is not None:
         from edgeft.stages.distill import DistillSpec, distill
 
         dspec = DistillSpec(student=student, max_length=profile.input.max_length, seed=req.seed, device=req.device)
         shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
-        fallback = student_fallback(teacher.path, shipped_source.path, shipped_source.manifest,
-                                    Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
-                                    profile.budgets.max_drop(req.task), profile.input.max_length)
+        check = student_check(teacher.path, shipped_source.path, shipped_source.manifest,
+                              Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
+                              profile.budgets.max_drop(req.task), profile.input.max_length)
+        fallback = None if check is None or check["passed"] else check
         if fallback is not None:
             console.print(f"  [yellow]{fallback['reason']}[/]")
             shipped_source = teacher
+        elif check is not None:
+            console.print(f"  {passed_line(check)}")
     dev_texts = [data.texts[i] for i in split.dev]
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
@@ -239,6 +243,7 @@ def build(req: BuildRequest) -> BuildResult:
                                       "sha256": sha256_json(extra_texts)} if extra_texts else None}
                     if shipped_source is not teacher else None),
         "student_fallback": fallback,
+        "student_check": check,
         "parity": exported.manifest["parity"],
         "lineage": [{"stage": a.manifest["stage"], "cache_key": a.manifest["cache_key"], "path": str(a.path)}
                     for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher
@@ -263,59 +268,6 @@ def build(req: BuildRequest) -> BuildResult:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"
                                      for c in failed) + f" (bundle written to {bundle} for inspection)")
     return result
-
-
-def student_fallback(teacher: Path, student: Path, distilled: dict[str, Any], dev: Examples, labels: list[str],
-                     max_drop: float, max_length: int = 128) -> dict[str, Any] | None:
-    """Why the distilled student does not ship, or None when it holds the accuracy budget on dev.
-
-    The rule is the quantization candidates' (stages/select.py, rule 1): the student's dev accuracy drop against the
-    fp32 teacher (PyTorch, each model's kept evaluation), plus its standard error by a paired bootstrap over the dev
-    texts, must be within `max_drop`. On a small set (90 dev texts) a student has to be clearly as good as its
-    teacher, or the teacher's candidates race instead; on the default tweets (1,863 dev texts) the 3-layer student
-    ships. Dev decides, not test: the test split stays the build's unbiased verdict. Without both models' dev
-    predictions (a --finetuned teacher from elsewhere) the drop alone decides. NER: entity F1, the dev sentences
-    tagged again by both models.
-    """
-    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-    from edgeft.runtime.scoring import headline_of_sums
-    from edgeft.stages.select import paired_drop_se
-    from edgeft.stages.torch_model import load_classifier, torch_tags
-    from edgeft.stages.training import read_dev_predictions
-
-    metrics = distilled.get("metrics", {})
-    figure = "entity F1" if dev.task == "ner" else "accuracy"
-    key = figure.replace(" ", "_").lower()
-    t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
-    if dev.task == "ner":
-        # Sentences, not labels: both taggers tag the dev sentences again (PyTorch fp32, seconds), and the per-sentence
-        # entity counts give the paired bootstrap its rows, as the candidates' check does.
-        def tagged(folder: Path):
-            encode = TextEncoder(folder / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
-            return example_stats(dev, torch_tags(load_classifier(folder, task="ner"), encode, dev.words, labels))
-
-        t_ok, s_ok = tagged(teacher), tagged(student)
-        t_acc, s_acc = (float(headline_of_sums("ner", rows.sum(0), len(dev))) for rows in (t_ok, s_ok))
-        se = paired_drop_se(dev.task, t_ok, s_ok)
-    elif t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
-        # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
-        t_ok = example_stats(dev, [labels[i] for i in t_pred])
-        s_ok = example_stats(dev, [labels[i] for i in s_pred])
-        t_acc, s_acc = float(t_ok.mean()), float(s_ok.mean())
-        se = paired_drop_se(dev.task, t_ok, s_ok)
-    else:
-        t_acc, s_acc, se = metrics.get(f"teacher_dev_{key}"), metrics.get(f"dev_{key}"), 0.0
-        if t_acc is None or s_acc is None:
-            return None
-    if t_acc - s_acc + se <= max_drop:
-        return None
-    return {f"student_dev_{key}": s_acc, f"teacher_dev_{key}": t_acc, "drop_se": round(se, 4),
-            f"max_{key}_drop": max_drop, "dev_texts": len(dev),
-            "reason": f"the distilled student does not hold the {figure} budget on this data: dev {figure} "
-                      f"{s_acc:.4f} vs the teacher's {t_acc:.4f} (drop {t_acc - s_acc:+.4f}, standard error "
-                      f"{se:.4f} on {len(dev)} dev texts; drop + error must be <= {max_drop:g}), so the "
-                      f"teacher's candidates race instead (--student none does this directly; more labelled or "
-                      f"unlabelled text, --extra-text FILE, helps a student)"}
 
 
 def open_finetuned(folder: Path, task: str, labels: list[str]):

@@ -29,6 +29,10 @@ def test_ner_build_scores_every_candidate_by_entity_f1_and_ships_within_the_f1_b
     distill = manifest["distill"]
     assert distill["student"]["layers"] == 1 and distill["soft_targets"] == "fp32"
     assert report["student_fallback"] is None
+    check = report["student_check"]  # the evidence it shipped on, in the report and the model card
+    assert check["passed"] and check["drop"] + check["drop_se"] <= 0.02 and check["dev_texts"] > 0
+    assert "Shipped the student: the distilled student holds the entity F1 budget on dev" in (
+        ner_bundle / "README.md").read_text()
     assert distill["metrics"]["dev_entity_f1"] >= distill["metrics"]["teacher_dev_entity_f1"] - 0.02
     assert [r["model"] for r in report["models"]][:2] == ["fine-tuned fp32", "student fp32"]
     m = report["metrics"]

@@ -158,6 +158,13 @@ def test_a_student_must_hold_the_budget_on_dev_by_more_than_its_noise(tmp_path):
     near = model("near", [1 - g for g in gold[:10]] + gold[10:])  # also 0.90, but 20 texts differ
     worse = model("worse", gold[:80] + [1 - g for g in gold[80:]])  # 0.80
     assert student_fallback(teacher, same, {}, dev, labels, 0.01) is None
+    # The figures a passing student shipped on are kept too (report.json `student_check`).
+    from edgeft.gating.student import passed_line, student_check
+
+    passed = student_check(teacher, same, {}, dev, labels, 0.01)
+    assert passed["passed"] and passed["drop"] == passed["drop_se"] == 0 and passed["scored_differently"] == 0
+    assert "reason" not in passed and "0.9000 vs the teacher's 0.9000" in passed_line(passed)
+    assert student_check(teacher, near, {}, dev, labels, 0.01)["scored_differently"] == 20
     # Same accuracy, but on 100 texts a student that changes 20 answers could be 4 points worse: not shipped.
     decision = student_fallback(teacher, near, {}, dev, labels, 0.01)
     assert decision["student_dev_accuracy"] == decision["teacher_dev_accuracy"] == 0.9
@@ -189,6 +196,7 @@ def test_a_build_whose_student_falls_short_ships_the_teacher_and_says_so(tiny_mo
         stage["stage"] for stage in manifest["lineage"]}
     assert "teacher's candidates race instead" in stdout + err
     assert "Shipped the teacher" in (out / "README.md").read_text()
+    assert report["student_check"] == fallback and not fallback["passed"]
 
 
 def test_the_accuracy_budget_forgives_a_drop_the_test_split_cannot_tell_from_noise():

@@ -129,8 +129,12 @@ def _floor_line(report: dict[str, Any]) -> str:
     verdicts = ", ".join(f"{who} {'beats it' if floor[who]['passed'] else 'does NOT beat it'} (margin "
                          f"{floor[who]['margin']:+.4f}, 95 % lower bound {floor[who]['lower_bound']:+.4f})"
                          for who in ("teacher", "shipped"))
-    fallback = report.get("student_fallback")
+    fallback, check = report.get("student_fallback"), report.get("student_check")
     shipped = f" Shipped the teacher: {fallback['reason']}." if fallback else ""
+    if check and check.get("passed"):
+        from edgeft.gating.student import passed_line
+
+        shipped = f" Shipped the student: {passed_line(check)}."
     return f" Floor: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"
 
 

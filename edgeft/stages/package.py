@@ -81,8 +81,9 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   # A trimmed or 4-bit word-embedding table (stages/vocabulary.py): rows kept, bits, chosen by what.
                   "word_embeddings": quantized.manifest.get("word_embeddings"),
                   "latency_samples_ms": result["latency_samples_ms"],
-                  # Why a profile's student did not ship (pipeline.student_fallback), or None.
-                  "student_fallback": manifest_body.get("student_fallback")}
+                  # Why a profile's student did not ship (gating.student), or None; and its dev figures either way.
+                  "student_fallback": manifest_body.get("student_fallback"),
+                  "student_check": manifest_body.get("student_check")}
         report["metric"] = PRIMARY_NAME[task]
         report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"], task)
                             for r in references]

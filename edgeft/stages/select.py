@@ -151,8 +151,10 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             for name, values in samples.items():
                 stats = percentiles(values)
                 rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], timed_on="this host")
-                if len(twins.get(name, ())) > 1:
-                    rows[name]["timed_with"] = [n for n in twins[name] if n != name]
+                # The twins whose samples were pooled in: one outside the accuracy budget was never timed.
+                pooled = [n for n in twins.get(name, ()) if n != name and n in samples]
+                if pooled:
+                    rows[name]["timed_with"] = pooled
             runoff = _runoff(race, rows, accurate, [encode_any([t]) for t in dev_texts[:RUNOFF_TEXTS]],
                              profile.threads, twins)
         del sessions  # release the models before the temporary folder goes
@@ -305,12 +307,15 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
         decided_by = (f"dev accuracy + the profile's preference order: this host lacks the {profile.isa.value} "
                       f"hardware, so its latency would not be the device's")
     else:
+        # Never a quantized model measurably slower than fp32 (OpenVINO's NNCF int8 on CPUs without VNNI); one within
+        # TIE of it is as fast as this machine can tell, and the preference order (smaller files first) decides.
         fp32_floor = min(rows[n]["p50_ms"] for n in accurate if rows[n]["scheme"] == Scheme.FP32.value)
-        eligible = [n for n in accurate if rows[n]["p50_ms"] <= fp32_floor or rows[n]["scheme"] == Scheme.FP32.value]
+        eligible = [n for n in accurate
+                    if rows[n]["p50_ms"] <= fp32_floor * (1 + TIE) or rows[n]["scheme"] == Scheme.FP32.value]
         for name in accurate:
             if name not in eligible:
                 rows[name]["reason"] = (f"slower than the fastest fp32 candidate (p50 {rows[name]['p50_ms']:.2f} "
-                                        f"vs {fp32_floor:.2f} ms)")
+                                        f"vs {fp32_floor:.2f} ms, more than the {TIE:.0%} tie)")
         fastest = min(rows[n]["p50_ms"] for n in eligible)
         # Preference order breaks ties: the first eligible candidate within TIE of the fastest.
         chosen = next(n for n in eligible if rows[n]["p50_ms"] <= fastest * (1 + TIE))

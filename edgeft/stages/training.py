@@ -106,7 +106,7 @@ class StepPlan:
 
 
 # The best evaluation's dev predictions (label indices), written beside a trained model: the build compares a
-# student with its teacher on them, paired, text by text (pipeline.student_fallback).
+# student with its teacher on them, paired, text by text (gating.student).
 DEV_PREDICTIONS = "dev_predictions.json"
 
 
