@@ -25,7 +25,7 @@ from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validat
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
-from edgeft.gating.student import passed_line, student_check, student_fallback  # noqa: F401 (tests use it)
+from edgeft.gating.student import passed_line, student_check
 from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
 # What `edgeft build --task T` trains on when --data is not given.

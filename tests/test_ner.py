@@ -60,7 +60,7 @@ def test_the_ner_student_fallback_judges_dev_entity_f1_with_a_paired_bootstrap(n
     """The student ships only if dev entity F1 holds the budget: both taggers tag the dev sentences again and the
     per-sentence entity counts resample in pairs, as the quantization candidates' check does."""
     from edgeft.data.tagged import load_tagged, split_tagged
-    from edgeft.pipeline import student_fallback
+    from edgeft.gating.student import student_fallback
     from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
     from edgeft.runtime.entities import entity_metrics
     from edgeft.runtime.scoring import Examples

@@ -139,7 +139,7 @@ def test_finetune_cli_max_train_samples_0_trains_on_the_whole_train_split(tiny_m
 
 
 def test_a_student_must_hold_the_budget_on_dev_by_more_than_its_noise(tmp_path):
-    from edgeft.pipeline import student_fallback
+    from edgeft.gating.student import student_fallback
     from edgeft.stages.training import DEV_PREDICTIONS
 
     def model(name: str, predictions: list[int]) -> Path:
