@@ -203,3 +203,51 @@ def test_freezing_every_layer_is_refused_before_training(tiny_model, tiny_csv, t
                                str(tmp_path / "m"), "--work-dir", str(tmp_path / "w"), *TINY, "--freeze-layers", "2"])
     assert code == 2 and "freeze_layers=2" in err and "2 layers" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_the_training_loop_ends_where_trainer_ends_on_the_same_batches(tiny_model, tiny_csv, tmp_path, monkeypatch):
+    """edgeft's loop and transformers.Trainer, from the same weights, on the same batches in the same order, with the
+    same settings (warm-up, weight decay and its exempt parameters, clipping, linear decay, fused AdamW): the same
+    model: bit-identical with torch 2.13 and transformers 4.57, here and on real tweets (benchmarks/loop_vs_trainer.py).
+    The bound leaves room for float rounding only: Trainer without the weight decay ends 4e-4 away."""
+    import numpy as np
+    import torch
+    import transformers
+
+    import edgeft.stages.training as training
+    from edgeft.data.text import Split, load_dataset, split_dataset
+    from edgeft.stages.finetune import FinetuneSpec, finetune
+    from edgeft.stages.torch_model import load_classifier, set_training_options
+
+    ds = load_dataset(str(tiny_csv))
+    full = split_dataset(ds, seed=0)
+    split = Split(full.train[:256], full.dev, full.test)  # 32 batches of 8: no short batch; 4 warm-up steps
+    order = np.random.default_rng(7).permutation(256)
+    monkeypatch.setattr(training, "length_grouped_batches", lambda lengths, size, rng: np.array_split(order, 32))
+    settings = {"epochs": 1, "batch_size": 8, "learning_rate": 2e-3, "warmup_ratio": 0.125, "weight_decay": 0.1,
+                "min_steps": 0, "patience_steps": 0, "freeze_embeddings": False, "dropout": 0.0,
+                "max_train_samples": None, "seed": 0, "device": "cpu"}
+    ours = load_classifier(finetune(tiny_model, ds, split, FinetuneSpec(**settings), tmp_path / "w").path)
+
+    torch.manual_seed(0)  # the head's initial weights, drawn as the fine-tune stage draws them
+    theirs = load_classifier(tiny_model, ds.label_names)
+    set_training_options(theirs, 0.0, freeze_embeddings=False)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model)
+    texts = [ds.texts[split.train[i]] for i in order]
+    encoded = tokenizer(texts, truncation=True, max_length=128)
+    rows = [{**{k: encoded[k][n] for k in encoded}, "labels": ds.label_names.index(ds.labels[split.train[i]])}
+            for n, i in enumerate(order)]
+    arguments = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "trainer"), report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+        disable_tqdm=True, num_train_epochs=1, per_device_train_batch_size=8, learning_rate=2e-3, warmup_ratio=0.125,
+        weight_decay=0.1, seed=0)
+    trainer = transformers.Trainer(model=theirs, args=arguments, train_dataset=rows,
+                                   data_collator=transformers.DataCollatorWithPadding(tokenizer))
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
+    trainer.train()
+
+    a, b = ours.state_dict(), theirs.state_dict()
+    base = load_classifier(tiny_model, ds.label_names).state_dict()
+    moved = max(float((a[k] - base[k]).abs().max()) for k in a if not k.startswith("classifier"))
+    assert moved > 1e-2  # both trained: the comparison below is not between two untouched models
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
