@@ -36,7 +36,6 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
     metrics = distilled.get("metrics", {})
     figure = "entity F1" if dev.task == "ner" else "accuracy"
     key = figure.replace(" ", "_").lower()
-    t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
     rows = None
     if dev.task == "ner":
         # Sentences, not labels: both taggers tag the dev sentences again (PyTorch fp32, seconds), and the per-sentence
@@ -47,18 +46,21 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
 
         rows = tagged(teacher), tagged(student)
         t_acc, s_acc = (float(headline_of_sums("ner", r.sum(0), len(dev))) for r in rows)
-    elif t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
-        # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
-        rows = example_stats(dev, [labels[i] for i in t_pred]), example_stats(dev, [labels[i] for i in s_pred])
-        t_acc, s_acc = float(rows[0].mean()), float(rows[1].mean())
     else:
-        t_acc, s_acc = metrics.get(f"teacher_dev_{key}"), metrics.get(f"dev_{key}")
-        if t_acc is None or s_acc is None:
-            return None
+        t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
+        if t_pred is not None and s_pred is not None and len(t_pred) == len(s_pred) == len(dev):
+            # Label indices, as the training loop saved them -> per-text [correct] rows, as every paired check uses.
+            rows = example_stats(dev, [labels[i] for i in t_pred]), example_stats(dev, [labels[i] for i in s_pred])
+            t_acc, s_acc = float(rows[0].mean()), float(rows[1].mean())
+        else:
+            t_acc, s_acc = metrics.get(f"teacher_dev_{key}"), metrics.get(f"dev_{key}")
+            if t_acc is None or s_acc is None:
+                return None
     se = 0.0 if rows is None else paired_drop_se(dev.task, *rows)
     passed = t_acc - s_acc + se <= max_drop
-    check = {f"student_dev_{key}": s_acc, f"teacher_dev_{key}": t_acc, "drop": round(t_acc - s_acc, 4),
-             "drop_se": round(se, 4), f"max_{key}_drop": max_drop, "dev_texts": len(dev),
+    check = {"figure": figure, f"student_dev_{key}": s_acc, f"teacher_dev_{key}": t_acc,
+             "drop": round(t_acc - s_acc, 4), "drop_se": round(se, 4), f"max_{key}_drop": max_drop,
+             "dev_texts": len(dev),
              "scored_differently": None if rows is None else int(np.any(rows[0] != rows[1], axis=1).sum()),
              "passed": passed}
     if passed:
@@ -72,7 +74,7 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
 
 def passed_line(check: dict[str, Any]) -> str:
     """The evidence a shipped student passed on, in words (build output and model card)."""
-    figure = "entity F1" if "student_dev_entity_f1" in check else "accuracy"
+    figure = check["figure"]
     key = figure.replace(" ", "_").lower()
     differ = check.get("scored_differently")
     return (f"the distilled student holds the {figure} budget on dev: {check[f'student_dev_{key}']:.4f} vs the "
