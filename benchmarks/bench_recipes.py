@@ -214,9 +214,31 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
                             for h in trained.get("history", [])]}
 
 
+def trainer_rows(ds: TextDataset, tokenizer, indices: list[int]) -> list[dict[str, Any]]:
+    """Texts `indices` of `ds` as `Trainer` takes them: token ids (truncated at 128, not padded) and a label index."""
+    encoded = tokenizer([ds.texts[i] for i in indices], truncation=True, max_length=128)
+    return [{"input_ids": encoded["input_ids"][k], "attention_mask": encoded["attention_mask"][k],
+             "token_type_ids": encoded["token_type_ids"][k], "labels": ds.label_names.index(ds.labels[i])}
+            for k, i in enumerate(indices)]
+
+
+def trainer_predictions(model, tokenizer, rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """(gold, predicted) label indices for `rows`, in batches of 32 padded as `Trainer` pads them."""
+    import torch
+    import transformers
+
+    model.eval()
+    gold, predicted = [], []
+    with torch.no_grad():
+        for start in range(0, len(rows), 32):
+            batch = [dict(r) for r in rows[start:start + 32]]
+            gold += [r.pop("labels") for r in batch]
+            predicted += model(**transformers.DataCollatorWithPadding(tokenizer)(batch)).logits.argmax(-1).tolist()
+    return gold, predicted
+
+
 def trainer_row(ds: TextDataset, seed: int, work: Path, train_seed: int | None = None) -> dict[str, Any]:
     """`Trainer` with every default on the draw's split; `train_seed` (default: the draw's seed) seeds its run."""
-    import torch
     import transformers
 
     from edgeft.data.assets import DEFAULT_MODEL, packaged_model
@@ -230,29 +252,16 @@ def trainer_row(ds: TextDataset, seed: int, work: Path, train_seed: int | None =
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
         folder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
 
-    def rows(indices: list[int]) -> list[dict[str, Any]]:
-        encoded = tokenizer([ds.texts[i] for i in indices], truncation=True, max_length=128)
-        return [{"input_ids": encoded["input_ids"][k], "attention_mask": encoded["attention_mask"][k],
-                 "token_type_ids": encoded["token_type_ids"][k], "labels": labels.index(ds.labels[i])}
-                for k, i in enumerate(indices)]
-
     # Every TrainingArguments default stays (3 epochs, batch 8, lr 5e-5, linear decay, no warm-up); only what would
     # write files or reach the network is switched off.
     args = transformers.TrainingArguments(output_dir=str(work / "trainer"), report_to=[], save_strategy="no",
                                           logging_strategy="no", seed=train_seed, use_cpu=True, disable_tqdm=True)
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=rows(split.train),
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=trainer_rows(ds, tokenizer, split.train),
                                    data_collator=transformers.DataCollatorWithPadding(tokenizer))
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    model.eval()
-    gold, predicted = [], []
-    with torch.no_grad():
-        for start in range(0, len(split.test), 32):
-            batch = rows(split.test[start:start + 32])
-            gold += [r.pop("labels") for r in batch]
-            feeds = transformers.DataCollatorWithPadding(tokenizer)(batch)
-            predicted += model(**feeds).logits.argmax(-1).tolist()
+    gold, predicted = trainer_predictions(model, tokenizer, trainer_rows(ds, tokenizer, split.test))
     return {"accuracy": accuracy(gold, predicted), "macro_f1": macro_f1(gold, predicted, len(labels)),
             "seconds": round(seconds, 1)}
 

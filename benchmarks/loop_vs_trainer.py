@@ -46,19 +46,10 @@ def main() -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
 
     def rows(indices: list[int]) -> list[dict]:
-        e = tokenizer([ds.texts[i] for i in indices], truncation=True, max_length=128)
-        return [{"input_ids": e["input_ids"][k], "attention_mask": e["attention_mask"][k],
-                 "token_type_ids": e["token_type_ids"][k], "labels": labels.index(ds.labels[i])}
-                for k, i in enumerate(indices)]
+        return bench_recipes.trainer_rows(ds, tokenizer, indices)
 
     def test_predictions(model) -> tuple[float, np.ndarray]:
-        model.eval()
-        gold, predicted = [], []
-        with torch.no_grad():
-            for start in range(0, len(split.test), 32):
-                batch = rows(split.test[start:start + 32])
-                gold += [r.pop("labels") for r in batch]
-                predicted += model(**transformers.DataCollatorWithPadding(tokenizer)(batch)).logits.argmax(-1).tolist()
+        gold, predicted = bench_recipes.trainer_predictions(model, tokenizer, rows(split.test))
         return float(np.mean(np.array(gold) == np.array(predicted))), np.array(predicted)
 
     # edgeft: its fine-tune stage, with the fixed batches and the last epoch kept.
