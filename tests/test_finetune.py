@@ -207,9 +207,10 @@ def test_freezing_every_layer_is_refused_before_training(tiny_model, tiny_csv, t
 
 def test_the_training_loop_ends_where_trainer_ends_on_the_same_batches(tiny_model, tiny_csv, tmp_path, monkeypatch):
     """edgeft's loop and transformers.Trainer, from the same weights, on the same batches in the same order, with the
-    same settings (warm-up, weight decay and its exempt parameters, clipping, linear decay, fused AdamW): the same
-    model: bit-identical with torch 2.13 and transformers 4.57, here and on real tweets (benchmarks/loop_vs_trainer.py).
-    The bound leaves room for float rounding only: Trainer without the weight decay ends 4e-4 away."""
+    same settings (warm-up, weight decay and its exempt parameters, clipping, linear decay, fused AdamW), end with the
+    same model. With torch 2.13 and transformers 4.57 it is bit-identical, here and on real tweets
+    (benchmarks/loop_vs_trainer.py). The bound leaves room for float rounding only: Trainer without the weight decay
+    ends 4e-4 away."""
     import numpy as np
     import torch
     import transformers
@@ -249,5 +250,5 @@ def test_the_training_loop_ends_where_trainer_ends_on_the_same_batches(tiny_mode
     a, b = ours.state_dict(), theirs.state_dict()
     base = load_classifier(tiny_model, ds.label_names).state_dict()
     moved = max(float((a[k] - base[k]).abs().max()) for k in a if not k.startswith("classifier"))
-    assert moved > 1e-2  # both trained: the comparison below is not between two untouched models
+    assert moved > 1e-2  # ours trained (so theirs, equal to it, did too): not two untouched models compared
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
