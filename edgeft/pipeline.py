@@ -25,7 +25,7 @@ from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validat
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
-from edgeft.gating.student import passed_line, student_check
+from edgeft.gating.student import fallback_of, passed_line, student_check
 from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
 # What `edgeft build --task T` trains on when --data is not given.
@@ -167,7 +167,7 @@ def build(req: BuildRequest) -> BuildResult:
         check = student_check(teacher.path, shipped_source.path, shipped_source.manifest,
                               Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
                               profile.budgets.max_drop(req.task), profile.input.max_length)
-        fallback = None if check is None or check["passed"] else check
+        fallback = fallback_of(check)
         if fallback is not None:
             console.print(f"  [yellow]{fallback['reason']}[/]")
             shipped_source = teacher

@@ -130,8 +130,10 @@ def _floor_line(report: dict[str, Any]) -> str:
                          f"{floor[who]['margin']:+.4f}, 95 % lower bound {floor[who]['lower_bound']:+.4f})"
                          for who in ("teacher", "shipped"))
     fallback, check = report.get("student_fallback"), report.get("student_check")
-    shipped = f" Shipped the teacher: {fallback['reason']}." if fallback else ""
-    if check and check.get("passed"):
+    shipped = ""
+    if fallback:
+        shipped = f" Shipped the teacher: {fallback['reason']}."
+    elif check and check.get("passed"):
         from edgeft.gating.student import passed_line
 
         shipped = f" Shipped the student: {passed_line(check)}."
