@@ -46,6 +46,7 @@ from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import BudgetFailed
 from edgeft.metrics import classification_metrics
 from edgeft.pipeline import BuildRequest, build
+from edgeft.reports.model_card import student_shape
 from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.scoring import Examples, example_stats, headline_of_sums
@@ -175,8 +176,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for target, folder in bundles.items():
         shipped = json.loads((folder / "report.json").read_text())["quantization"]["name"]
         student = (json.loads((folder / "manifest.json").read_text()).get("distill") or {}).get("student")
-        shape = f"student of {student['layers']} layers (teacher layers {student['teacher_layers']}), FFN " \
-                f"{student['ffn']}" if student else "the fine-tuned teacher"
+        shape = f"a student: {student_shape(student)}" if student else "the fine-tuned teacher"
         console.print(f"edgeft {target} ships {shape}, quantization candidate {shipped}")
     for check, (value, ok) in checks.items():
         console.print(f"{'[green]PASS' if ok else '[red]FAIL'}[/] {check}: {value:.4g}")
@@ -276,7 +276,7 @@ def run_openvino(name: str, args: argparse.Namespace) -> dict[str, Any]:
                       f"{row['p90_ms']:.2f}", f"{row['size_mb']:.1f}", f"{rows[peer_key]['p50_ms'] / row['p50_ms']:.2f}x")
     console.print(table)
     student = (manifest.get("distill") or {}).get("student")
-    console.print(f"edgeft {OPENVINO_TARGET} ships a student of {student['layers']} layers, FFN {student['ffn']}, "
+    console.print(f"edgeft {OPENVINO_TARGET} ships a student ({student_shape(student)}), "
                   f"candidate {report['quantization']['name']}" if student else
                   f"edgeft {OPENVINO_TARGET} ships the fine-tuned teacher, candidate {report['quantization']['name']}")
     for check, (value, ok) in checks.items():
@@ -362,7 +362,7 @@ def run_ner(args: argparse.Namespace) -> dict[str, Any]:
     student = (manifest.get("distill") or {}).get("student")
     shipped = report["quantization"]["name"]
     console.print(f"edgeft {STUDENT_TARGET} (NER) ships "
-                  + (f"a student of {student['layers']} layers, FFN {student['ffn']}" if student else
+                  + (f"a student ({student_shape(student)})" if student else
                      "the fine-tuned model") + f", candidate {shipped}; host: {host_description()['cpu']} "
                   f"({', '.join(host_description()['isa'])})")
     for check, (value, ok) in checks.items():

@@ -21,7 +21,8 @@ from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.data.unlabelled import read_extra_text
 from edgeft.errors import BadInput, BudgetFailed
-from edgeft.profile import ModelFormat, Student, TargetProfile, describe_validation_error, load_profile, profile_path
+from edgeft.profile import (SHAPE_FIELDS, ModelFormat, Student, TargetProfile, describe_validation_error, load_profile,
+                            profile_path)
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
@@ -302,16 +303,18 @@ def pinned_candidate(req: BuildRequest, profile: TargetProfile) -> str | None:
 
 
 def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None:
-    """The student to distil: --student overrides the profile's `student:` section, `none` ships the teacher."""
-    if req.student == "none" or (req.student is None and profile.student is None):
+    """The student to distil: --student overrides the profile's student section (`ner_student:` for NER builds when
+    the profile has one, else `student:`), `none` ships the teacher."""
+    section = profile.student_for(req.task)
+    if req.student == "none" or (req.student is None and section is None):
         if req.distill:
             raise BadInput(f"--distill was given but this build ships no student (target '{profile.name}', "
                            f"--student {req.student or 'not given'}); add --student layers:2 or drop --distill")
         return None
     if req.student is not None:
-        base = profile.student.model_dump(exclude={"layers", "ffn", "model"}) if profile.student else {}
+        base = section.model_dump(exclude=SHAPE_FIELDS) if section else {}
         return parse_student(req.student, **{**base, **req.distill})
-    return parse_student(None, **{**profile.student.model_dump(), **req.distill})
+    return parse_student(None, **{**section.model_dump(), **req.distill})
 
 
 def parse_student(spec: str | None, **fields: Any) -> Student:

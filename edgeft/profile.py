@@ -203,6 +203,10 @@ class Bench(_Strict):
     rounds: int = Field(5, ge=1)
 
 
+# The fields that say what a student is made of; a --student spec replaces all of them, never only some.
+SHAPE_FIELDS = frozenset({"layers", "ffn", "hidden", "heads", "model"})
+
+
 class Student(_Strict):
     """A smaller model distilled from the fine-tuned teacher: `edgeft build` ships it instead of the teacher.
 
@@ -215,6 +219,10 @@ class Student(_Strict):
     layers: int | tuple[int, ...] | None = None
     # Feed-forward units kept per layer, the ones with the largest weight norms (structured pruning).
     ffn: int | None = Field(None, ge=1)
+    # A narrower residual stream than the teacher's (with `layers`): the teacher's weights projected onto the top
+    # principal directions of its hidden states (stages/narrow.py). `heads` defaults to hidden / the head size.
+    hidden: int | None = Field(None, ge=8)
+    heads: int | None = Field(None, ge=1)
     # A smaller pretrained model with the teacher's tokenizer: a folder, or packaged:paraphrase-MiniLM-L3-v2.
     model: str | None = None
     # Soft targets: KL(teacher || student) at this temperature, weighted alpha; the hard labels get 1 - alpha.
@@ -252,6 +260,8 @@ class Student(_Strict):
             raise ValueError("a student needs exactly one of 'layers' (keep teacher layers) or 'model' (a folder)")
         if self.ffn is not None and self.layers is None:
             raise ValueError("'ffn' prunes the teacher's layers: use it with 'layers', not with 'model'")
+        if (self.hidden is not None or self.heads is not None) and self.layers is None:
+            raise ValueError("'hidden' and 'heads' narrow the teacher's layers: use them with 'layers', not 'model'")
         if isinstance(self.layers, int) and self.layers < 1:
             raise ValueError("'layers' must keep at least 1 layer")
         if isinstance(self.layers, tuple) and (not self.layers or len(set(self.layers)) != len(self.layers)
@@ -265,7 +275,7 @@ class Student(_Strict):
 
     @classmethod
     def from_spec(cls, spec: str, **training: object) -> Student:
-        """`layers:2,ffn:768`, `layers:0-5` (exact indices), a model folder path, or packaged:NAME."""
+        """`layers:2,ffn:768`, `layers:2,hidden:256`, `layers:0-5` (exact indices), a model folder, or packaged:NAME."""
         fields: dict[str, object] = dict(training)
         if ":" not in spec or spec.startswith("packaged:") or Path(spec).is_dir():
             fields["model"] = spec
@@ -274,11 +284,11 @@ class Student(_Strict):
             key, _, value = part.strip().partition(":")
             if key == "layers" and "-" in value:
                 fields["layers"] = tuple(_spec_int(key, v) for v in value.split("-"))
-            elif key in ("layers", "ffn"):
+            elif key in ("layers", "ffn", "hidden", "heads"):
                 fields[key] = _spec_int(key, value)
             else:
-                raise ValueError(f"unknown student key '{key}' in '{spec}'; use layers:K, layers:I-J-.., ffn:N "
-                                 f"or a model folder")
+                raise ValueError(f"unknown student key '{key}' in '{spec}'; use layers:K, layers:I-J-.., ffn:N, "
+                                 f"hidden:W, heads:H or a model folder")
         return cls(**fields)
 
 
@@ -305,6 +315,11 @@ class TargetProfile(_Strict):
     execution_providers: tuple[str, ...] = ()
     # Ship a distilled student instead of the fine-tuned teacher (None: ship the teacher).
     student: Student | None = None
+    # The student of `--task ner` builds, where it differs (token tags are measured apart from sentence labels).
+    ner_student: Student | None = None
+
+    def student_for(self, task: str) -> Student | None:
+        return self.ner_student if task == "ner" and self.ner_student is not None else self.student
 
     @model_validator(mode="after")
     def _format_fits_runtime(self) -> TargetProfile:

@@ -179,6 +179,7 @@ def test_build_ships_the_student_and_reports_teacher_student_and_shipped(tiny_mo
     (["--student", "layers:9"], "do not fit a teacher with 2 layers"),
     (["--student", "foo:1"], "unknown student key 'foo'"),
     (["--student", "layers:1,ffn:999"], "wider than the teacher"),
+    (["--student", "layers:1,hidden:48"], "hidden:48 heads:1 do not fit the teacher (64 wide, 2 heads of 32)"),
     (["--distill", "temprature=3"], "unknown field 'temprature'"),
     (["--distill", "alpha=2"], "field 'alpha'"),
     (["--student", "none", "--distill", "epochs=2"], "ships no student"),

@@ -16,7 +16,8 @@ def distill(
                              "label, or packaged:tweets / packaged:bbc; for a token-classification (NER) teacher, "
                              "CoNLL / JSONL tagged sentences or packaged:wnut16."),
     student: str = typer.Option(..., "--student", help="layers:K (keep K teacher layers), layers:0-5 (those "
-                                "layers), optionally ,ffn:N (feed-forward units kept); or a smaller model folder."),
+                                "layers), optionally ,ffn:N (feed-forward units kept) and ,hidden:W (a narrower "
+                                "stream, seeded by projecting the teacher); or a smaller model folder."),
     out: Path = typer.Option(..., "--out", help="Student model folder to write (safetensors + tokenizer + manifest)."),
     text_column: str = TextColumn,
     label_column: str = LabelColumn,

@@ -19,8 +19,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
     origin = ""
     if distilled:
         st = distilled["student"]
-        origin = (f"\nThe shipped model is a student distilled from the fine-tuned teacher: {st['layers']} of the "
-                  f"teacher's layers (teacher layers {st['teacher_layers']}), feed-forward width {st['ffn']}, "
+        origin = (f"\nThe shipped model is a student distilled from the fine-tuned teacher: {student_shape(st)}, "
                   f"{st['parameters'] / 1e6:.1f} M parameters against the teacher's {st['teacher_parameters'] / 1e6:.1f} M, "
                   f"trained on {distilled['train_samples']} labelled and {distilled['extra_texts']} unlabelled texts "
                   f"with the teacher's soft targets.\n")
@@ -152,3 +151,14 @@ def _word_embeddings_line(table: dict[str, Any] | None) -> str:
     if table.get("bits") == 4:
         line += " The table is stored as 4-bit codes into a palette of 16 values."
     return line
+
+
+def student_shape(st: dict) -> str:
+    """A distilled student's shape in words, from the distill manifest's `student` section."""
+    if not st.get("copied", True):
+        return f"a {st['layers']}-layer model of its own (hidden width {st.get('hidden_size', '?')})"
+    shape = f"{st['layers']} of the teacher's layers (teacher layers {st['teacher_layers']})"
+    if st.get("basis_energy") is not None:  # narrowed: stages/narrow.py
+        shape += (f" narrowed to hidden width {st['hidden_size']} ({st['heads']} heads; the projection keeps "
+                  f"{st['basis_energy']:.0%} of the teacher's hidden-state energy)")
+    return shape + f", feed-forward width {st['ffn']}"

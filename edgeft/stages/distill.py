@@ -89,14 +89,21 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
     torch, _ = torch_modules()
     recipe = spec.student
     labels, task = teacher_art.manifest["labels"], teacher_art.manifest.get("task", "classification")
-    torch.manual_seed(spec.seed)
     teacher = load_classifier(teacher_art.path, task=task).eval()
-    student, plan = make_student(teacher, recipe, labels, task)
-    teacher.to(device)
-    student.to(device)
     encode = TextEncoder(teacher_art.path / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
+    teacher.to(device)
     lessons = (ner_lessons if task == "ner" else classification_lessons)(
         teacher_art, teacher, data, split, recipe, encode, extra_texts, device, work_dir, spec.seed)
+
+    def sample():
+        """The first training examples (at most 2,048), the teacher's inputs for a narrower student's basis."""
+        rows = np.arange(min(2048, len(lessons.lengths)))
+        return ({k: v.cpu() for k, v in lessons.batch(rows[i:i + 64])[0].items()} for i in range(0, len(rows), 64))
+
+    torch.manual_seed(spec.seed)
+    student, plan = make_student(teacher, recipe, labels, task, sample)
+    teacher.to(device)
+    student.to(device)
     if recipe.hidden_weight == 0:
         teacher.cpu()  # not needed during training: free the device's memory for the student
 
@@ -105,6 +112,11 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
     if recipe.hidden_weight > 0 and s_width != t_width:
         # A student of another width compares its hidden states through learned projections (TinyBERT-style).
         projections = torch.nn.ModuleList(torch.nn.Linear(s_width, t_width) for _ in plan.layers).to(device)
+        if plan.basis is not None:  # a narrowed student starts where its basis maps it: the teacher's own space
+            with torch.no_grad():
+                for p in projections:
+                    p.weight.copy_(plan.basis)
+                    p.bias.zero_()
 
     def batch_loss(forward, batch: np.ndarray):
         feeds, y, mask, soft = lessons.batch(batch)
@@ -138,6 +150,7 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
             "extra_texts": len(extra_texts), "epochs": epochs, "patience_epochs": steps.patience,
             "student": {"layers": len(plan.layers), "teacher_layers": list(plan.layers), "copied": plan.copied,
                         "ffn": student.config.intermediate_size, "hidden_size": s_width,
+                        "heads": student.config.num_attention_heads, "basis_energy": plan.kept_energy,
                         "parameters": parameter_count(student), "teacher_parameters": parameter_count(teacher)},
             "metrics": {**metrics, f"teacher_{lessons.metric}": lessons.teacher_dev,
                         f"soft_targets_{lessons.metric}": lessons.soft_dev},

@@ -8,8 +8,10 @@ two knobs that buy speed; the weights copied from the teacher give the student a
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeft.errors import BadInput
 from edgeft.profile import Student
@@ -20,6 +22,8 @@ from edgeft.stages.torch_model import check_model_folder, load_classifier, set_t
 class StudentPlan:
     layers: tuple[int, ...]  # for each student layer, the teacher layer its hidden state is compared with
     copied: bool  # True: student layer i started as a copy of teacher layer layers[i]
+    basis: Any = None  # a narrower student: teacher width x student width, student hidden state -> teacher's space
+    kept_energy: float | None = None  # the share of the teacher's hidden-state energy the basis keeps
 
 
 def spread_layers(teacher_layers: int, keep: int) -> tuple[int, ...]:
@@ -81,6 +85,20 @@ def check_student(student: Student, teacher_dir: Path) -> None:
                            f"a student must share the teacher's tokenizer")
         return
     kept_layers(student, config["num_hidden_layers"], config["intermediate_size"])
+    student_width(student, config["hidden_size"], config["num_attention_heads"])
+
+
+def student_width(student: Student, width: int, heads: int) -> tuple[int, int]:
+    """The hidden width and head count of a `layers:` student; a narrower one must keep whole heads of the teacher's
+    size (the attention's scale and each head's weights stay as trained)."""
+    head_size = width // heads
+    hidden = student.hidden or (student.heads * head_size if student.heads else width)
+    n_heads = student.heads or hidden // head_size
+    if hidden > width or hidden != n_heads * head_size:
+        raise BadInput(f"student hidden:{hidden} heads:{n_heads} do not fit the teacher ({width} wide, {heads} heads "
+                       f"of {head_size}); use a width of at most {width} that is a multiple of {head_size}, "
+                       f"e.g. hidden:{max(head_size, width * 2 // 3 // head_size * head_size)}")
+    return hidden, n_heads
 
 
 def kept_layers(student: Student, teacher_layers: int, teacher_ffn: int) -> tuple[int, ...]:
@@ -95,8 +113,12 @@ def kept_layers(student: Student, teacher_layers: int, teacher_ffn: int) -> tupl
     return keep
 
 
-def make_student(teacher, student: Student, labels: list[str], task: str) -> tuple[object, StudentPlan]:
-    """A new student model (on the CPU, trainable) and the layer map for intermediate-layer transfer."""
+def make_student(teacher, student: Student, labels: list[str], task: str,
+                 sample: Callable[[], Iterable[dict]] | None = None) -> tuple[object, StudentPlan]:
+    """A new student model (on the CPU, trainable) and the layer map for intermediate-layer transfer.
+
+    `sample` yields batches of the teacher's inputs: a narrower student (`hidden`) needs them for its basis.
+    """
     torch, _ = torch_modules()
     teacher_n = len(encoder_layers(teacher))
     if student.model is not None:
@@ -107,6 +129,15 @@ def make_student(teacher, student: Student, labels: list[str], task: str) -> tup
         return _prepare(model, student), StudentPlan(spread_layers(teacher_n, n), copied=False)
 
     keep = kept_layers(student, teacher_n, teacher.config.intermediate_size)
+    hidden, heads = student_width(student, teacher.config.hidden_size, teacher.config.num_attention_heads)
+    if (hidden, heads) != (teacher.config.hidden_size, teacher.config.num_attention_heads):
+        from edgeft.stages.narrow import hidden_basis, narrow
+
+        if sample is None:
+            raise ValueError("a narrower student needs sample batches of the teacher's inputs for its basis")
+        basis, kept_energy = hidden_basis(teacher.cpu(), sample(), hidden)
+        model = narrow(teacher, keep, hidden, heads, student.ffn or teacher.config.intermediate_size, basis)
+        return _prepare(model, student), StudentPlan(keep, copied=True, basis=basis, kept_energy=kept_energy)
     model = copy.deepcopy(teacher).cpu()
     source = encoder_layers(model)
     encoder = model.base_model.encoder
