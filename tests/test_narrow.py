@@ -66,7 +66,7 @@ def test_a_narrow_student_has_the_asked_shape_keeps_the_strongest_heads_and_star
     block = t.bert.encoder.layer[1].attention
     heads = [slice(h * 32, (h + 1) * 32) for h in range(2)]
     score = [block.self.value.weight[h].norm() * block.output.dense.weight[:, h].norm() for h in heads]
-    head = int(torch.tensor(score).argmax())
+    head = int(torch.stack(score).argmax())
     expected = block.self.query.weight[head * 32:(head + 1) * 32] @ plan.basis
     assert torch.allclose(s.bert.encoder.layer[0].attention.self.query.weight, expected)
     # Projected into the basis, the student's first hidden state (embeddings) is the teacher's, up to LayerNorm.
