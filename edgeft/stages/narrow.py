@@ -23,6 +23,7 @@ import copy
 import re
 
 from edgeft.errors import BadInput
+from edgeft.stages.student import strongest_units
 from edgeft.stages.torch_model import torch_modules
 
 
@@ -54,27 +55,18 @@ def _head_order(attention, heads: int, head_size: int):
     return torch.cat([torch.arange(h * head_size, (h + 1) * head_size) for h in keep.tolist()])
 
 
-def _unit_order(layer, ffn: int):
-    torch, _ = torch_modules()
-    score = layer.intermediate.dense.weight.norm(dim=1) * layer.output.dense.weight.norm(dim=0)
-    return torch.sort(torch.topk(score, ffn).indices).values
-
-
 def narrow(teacher, keep: tuple[int, ...], width: int, heads: int, ffn: int, basis):
     """A copy of `teacher` with layers `keep`, hidden width `width`, `heads` heads and `ffn` units, seeded through
-    `basis` (teacher width x width)."""
+    `basis` (teacher width x width); `student.student_width` has checked that the width is whole teacher heads."""
     torch, _ = torch_modules()
     config = copy.deepcopy(teacher.config)
     head_size = config.hidden_size // config.num_attention_heads
-    if width != heads * head_size or width > teacher.config.hidden_size:
-        raise BadInput(f"student hidden:{width} must be heads x the teacher's head size ({heads} x {head_size}) and "
-                       f"at most its width {teacher.config.hidden_size}; e.g. hidden:{8 * head_size} (8 heads)")
     config.hidden_size, config.num_attention_heads = width, heads
     config.intermediate_size, config.num_hidden_layers = ffn, len(keep)
     student = type(teacher)(config)
     t_layers = teacher.base_model.encoder.layer
     rows = {i: _head_order(t_layers[j].attention, heads, head_size) for i, j in enumerate(keep)}
-    units = {i: _unit_order(t_layers[j], ffn) for i, j in enumerate(keep)}
+    units = {i: strongest_units(t_layers[j], ffn) for i, j in enumerate(keep)}
     source = teacher.state_dict()
     U = basis
 
@@ -93,7 +85,7 @@ def narrow(teacher, keep: tuple[int, ...], width: int, heads: int, ffn: int, bas
             v = torch.diagonal(U.T @ torch.diag(w) @ U)
         elif "LayerNorm.bias" in name:
             v = U.T @ w
-        elif "embeddings" in name:
+        elif name.endswith("embeddings.weight"):  # word, position and token-type tables
             v = w @ U
         elif re.search(r"attention\.self\.(query|key|value)\.weight", name):
             v = w[rows[i]] @ U

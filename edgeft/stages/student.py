@@ -155,12 +155,18 @@ def _prepare(model, student: Student):
     return model.train()
 
 
+def strongest_units(block, keep: int):
+    """The indices (ascending) of the `keep` feed-forward units whose in- and out-weights have the largest norms."""
+    torch, _ = torch_modules()
+    score = block.intermediate.dense.weight.norm(dim=1) * block.output.dense.weight.norm(dim=0)
+    return torch.sort(torch.topk(score, keep).indices).values
+
+
 def prune_feed_forward(block, keep: int) -> None:
     """Keep the `keep` feed-forward units whose in- and out-weights have the largest norms (structured pruning)."""
     torch, _ = torch_modules()
     up, down = block.intermediate.dense, block.output.dense
-    score = up.weight.norm(dim=1) * down.weight.norm(dim=0)
-    units = torch.sort(torch.topk(score, keep).indices).values
+    units = strongest_units(block, keep)
     new_up = torch.nn.Linear(up.in_features, keep, dtype=up.weight.dtype)
     new_down = torch.nn.Linear(keep, down.out_features, dtype=down.weight.dtype)
     with torch.no_grad():
