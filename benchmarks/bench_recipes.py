@@ -175,6 +175,10 @@ def edgeft_row(ds: TextDataset, seed: int, work: Path) -> dict[str, Any]:
             "student_shipped": manifest.get("distill") is not None,
             # The student's dev figures against its teacher's, whichever way the rule went (recipes.md, section 10).
             "student_check": report.get("student_check"),
+            # Every student tried (the profile's, then its retry_layers one) and whether it passed the dev rule.
+            "student_tries": [{"layers": t["layers"], "passed": bool(t["check"] and t["check"]["passed"])}
+                              for t in manifest.get("student_tries", [])],
+            "windows": (manifest.get("distill") or {}).get("windows"),
             "teacher_epochs": finetune.get("epochs_run"), "teacher_steps": finetune.get("steps_run")}
 
 

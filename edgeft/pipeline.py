@@ -159,21 +159,34 @@ def build(req: BuildRequest) -> BuildResult:
         return result
 
     teacher = finetuned or timed("finetune", finetune, model_dir, data, split, spec, work)
-    shipped_source, fallback, check = teacher, None, None
+    shipped_source, fallback, check, tries = teacher, None, None, []
     if student is not None:
         from edgeft.stages.distill import DistillSpec, distill
 
-        dspec = DistillSpec(student=student, max_length=profile.input.max_length, seed=req.seed, device=req.device)
-        shipped_source = timed("distill", distill, teacher, data, split, dspec, work, extra_texts)
-        check = student_check(teacher.path, shipped_source.path, shipped_source.manifest,
-                              Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
-                              profile.budgets.max_drop(req.task), profile.input.max_length)
-        fallback = fallback_of(check)
-        if fallback is not None:
-            console.print(f"  [yellow]{fallback['reason']}[/]")
-            shipped_source = teacher
-        elif check is not None:
-            console.print(f"  {passed_line(check)}")
+        # The profile's student first; if it fails the dev rule, its deeper retry (retry_layers), then the teacher.
+        attempts = [student] + ([student.model_copy(update={"layers": student.retry_layers, "retry_layers": None})]
+                                if student.retry_layers else [])
+        for attempt in attempts:
+            dspec = DistillSpec(student=attempt, max_length=profile.input.max_length, seed=req.seed,
+                                device=req.device)
+            shipped_source = timed("distill" if not tries else "distill (retry)", distill, teacher, data, split, dspec,
+                                   work, extra_texts)
+            check = student_check(teacher.path, shipped_source.path, shipped_source.manifest,
+                                  Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
+                                  profile.budgets.max_drop(req.task), profile.input.max_length)
+            tries.append({"layers": attempt.layers, "check": check})
+            fallback = fallback_of(check)
+            if fallback is None:
+                if check is not None:
+                    console.print(f"  {passed_line(check)}")
+                break
+            if attempt.retry_layers is None:
+                console.print(f"  [yellow]{fallback['reason']}[/]")
+                shipped_source = teacher
+                break
+            console.print(f"  [yellow]the {attempt.layers}-layer student fails the dev rule (drop "
+                          f"{check['drop']:+.4f}, standard error {check['drop_se']:.4f}): distilling a "
+                          f"{attempt.retry_layers}-layer one (retry_layers)[/]")
     dev_texts = [data.texts[i] for i in split.dev]
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
@@ -239,12 +252,14 @@ def build(req: BuildRequest) -> BuildResult:
         "selection": selection.record,
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
-                                                              "student", "metrics", "soft_targets")}
+                                                              "student", "metrics", "soft_targets",
+                                                              "windows")}
                     | {"extra_text": {"source": req.extra_text, "texts": len(extra_texts),
                                       "sha256": sha256_json(extra_texts)} if extra_texts else None}
                     if shipped_source is not teacher else None),
         "student_fallback": fallback,
         "student_check": check,
+        "student_tries": tries,
         "parity": exported.manifest["parity"],
         "lineage": [{"stage": a.manifest["stage"], "cache_key": a.manifest["cache_key"], "path": str(a.path)}
                     for a in ((teacher, shipped_source, exported, quantized) if shipped_source is not teacher

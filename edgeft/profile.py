@@ -204,7 +204,7 @@ class Bench(_Strict):
 
 
 # The fields that say what a student is made of; a --student spec replaces all of them, never only some.
-SHAPE_FIELDS = frozenset({"layers", "ffn", "hidden", "heads", "model"})
+SHAPE_FIELDS = frozenset({"layers", "ffn", "hidden", "heads", "model", "retry_layers"})
 
 
 class Student(_Strict):
@@ -253,6 +253,13 @@ class Student(_Strict):
     # per-channel: 3.5x faster than PyTorch fp32 on the 2-core host, the difference between a default build under or
     # over 15 minutes), on a GPU PyTorch fp32. The int8 teacher's dev accuracy is recorded beside the fp32 one.
     teacher_outputs: Literal["auto", "fp32", "int8"] = "auto"
+    # Sentence classification: texts longer than the input teach through their later windows too (soft targets only,
+    # up to this many more per text) while the student has fewer than min_examples examples: new text where a small
+    # set would repeat itself. NER sentences are short and keep their own lessons.
+    windows: int = Field(0, ge=0)
+    # A student that fails the dev rule gets one more try with this many layers (same width and recipe) before the
+    # build falls back to the teacher's candidates: a small set (BBC News) needs the depth that 30,000 tweets do not.
+    retry_layers: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_architecture(self) -> Student:
@@ -268,6 +275,8 @@ class Student(_Strict):
                                                or min(self.layers) < 0):
             raise ValueError("'layers' as a list needs distinct layer indices >= 0, e.g. [0, 5]")
         kept = self.layers if isinstance(self.layers, int) else len(self.layers or ())
+        if self.retry_layers is not None and not (isinstance(self.layers, int) and self.retry_layers > self.layers):
+            raise ValueError(f"'retry_layers' {self.retry_layers} must be more than 'layers' (a number) {self.layers}")
         if self.layers is not None and self.freeze_layers >= kept:
             raise ValueError(f"'freeze_layers' {self.freeze_layers} would freeze every one of the student's {kept} "
                              f"layers; freeze fewer, or 0")

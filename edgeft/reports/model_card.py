@@ -136,6 +136,9 @@ def _floor_line(report: dict[str, Any]) -> str:
         from edgeft.gating.student import passed_line
 
         shipped = f" Shipped the student: {passed_line(check)}."
+        for earlier in report.get("student_tries", [])[:-1]:  # students that failed the dev rule before this one
+            shipped += (f" A {earlier['layers']}-layer student was tried first and failed the dev rule (drop "
+                        f"{earlier['check']['drop']:+.4f}, standard error {earlier['check']['drop_se']:.4f}).")
     return f" Floor: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"
 
 

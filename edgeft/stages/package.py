@@ -83,7 +83,8 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "latency_samples_ms": result["latency_samples_ms"],
                   # Why a profile's student did not ship (gating.student), or None; and its dev figures either way.
                   "student_fallback": manifest_body.get("student_fallback"),
-                  "student_check": manifest_body.get("student_check")}
+                  "student_check": manifest_body.get("student_check"),
+                  "student_tries": manifest_body.get("student_tries", [])}
         report["metric"] = PRIMARY_NAME[task]
         report["models"] = [_row(r["name"], r["runtime"], r["metrics"], r["latency_ms"], r["size_mb"], task)
                             for r in references]
