@@ -58,13 +58,14 @@ def test_a_window_starts_on_a_word_and_keeps_the_pieces_the_whole_text_had_there
     encode = TextEncoder(packaged_model(DEFAULT_MODEL).path / "tokenizer.json", 12, "right", TOKENIZER_OUTPUTS)
     text = " ".join(["extraordinarily unbelievable internationalization of the tokenizers"] * 4)
     full = pieces(encode, text)
+    # Several of the plain starts (every 5 pieces) fall inside a word: the case under test does arise.
+    assert any(encode.tokenizer.id_to_token(full[s]).startswith("##") for s in range(5, len(full), 5))
     windows = later_windows([text], encode, per_text=8, room=100)
     assert len(windows) >= 3
     for window in windows:
+        # A window cut inside a word would tokenize its first fragment afresh (pieces the whole text never had).
         got = pieces(encode, window)
-        start = next(s for s in range(len(full)) if full[s:s + len(got)] == got)
-        word_start = encode.tokenizer.id_to_token(full[start])
-        assert not word_start.startswith("##") and 0 < len(got) <= 10
+        assert 0 < len(got) <= 10 and any(full[s:s + len(got)] == got for s in range(len(full)))
 
 
 def test_retry_layers_must_be_deeper_than_the_student_and_a_student_spec_replaces_it():
