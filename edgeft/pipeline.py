@@ -26,7 +26,7 @@ from edgeft.profile import (SHAPE_FIELDS, ModelFormat, Student, TargetProfile, d
 from edgeft.progress import console
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
-from edgeft.gating.student import fallback_of, passed_line, student_check
+from edgeft.gating.student import fallback_of, passed_line, rule_figures, student_check
 from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
 # What `edgeft build --task T` trains on when --data is not given.
@@ -184,9 +184,8 @@ def build(req: BuildRequest) -> BuildResult:
                 console.print(f"  [yellow]{fallback['reason']}[/]")
                 shipped_source = teacher
                 break
-            console.print(f"  [yellow]the {attempt.layers}-layer student fails the dev rule (drop "
-                          f"{check['drop']:+.4f}, standard error {check['drop_se']:.4f}): distilling a "
-                          f"{attempt.retry_layers}-layer one (retry_layers)[/]")
+            console.print(f"  [yellow]the {attempt.layers}-layer student fails the dev rule ({rule_figures(check)}): "
+                          f"distilling a {attempt.retry_layers}-layer one (retry_layers)[/]")
     dev_texts = [data.texts[i] for i in split.dev]
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]

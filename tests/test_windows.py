@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FILLER, WORDS, run_edgeft, tiny_build_args
 from edgeft.profile import Student
-from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder, whole_text_tokenizer
 from edgeft.stages.lessons import later_windows
 
 VOCAB = FILLER + [w for ws in WORDS.values() for w in ws]
@@ -22,12 +22,7 @@ def encode(tiny_model) -> TextEncoder:
 
 
 def pieces(encode: TextEncoder, text: str) -> list[int]:
-    from tokenizers import Tokenizer
-
-    whole = Tokenizer.from_str(encode.tokenizer.to_str())
-    whole.no_truncation()
-    whole.no_padding()
-    return whole.encode(text, add_special_tokens=False).ids
+    return whole_text_tokenizer(encode.tokenizer_file).encode(text, add_special_tokens=False).ids
 
 
 def test_a_long_text_gives_half_overlapping_windows_of_the_input_length_with_the_same_pieces(encode):

@@ -72,14 +72,18 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
                                f"labelled or unlabelled text, --extra-text FILE, helps a student)"}
 
 
+def rule_figures(check: dict[str, Any]) -> str:
+    """The two figures the dev rule adds up, in words."""
+    return f"drop {check['drop']:+.4f}, standard error {check['drop_se']:.4f}"
+
+
 def passed_line(check: dict[str, Any]) -> str:
     """The evidence a shipped student passed on, in words (build output and model card)."""
     figure = check["figure"]
     key = figure.replace(" ", "_").lower()
     differ = check.get("scored_differently")
     return (f"the distilled student holds the {figure} budget on dev: {check[f'student_dev_{key}']:.4f} vs the "
-            f"teacher's {check[f'teacher_dev_{key}']:.4f} (drop {check['drop']:+.4f}, standard error "
-            f"{check['drop_se']:.4f} on {check['dev_texts']} dev examples"
+            f"teacher's {check[f'teacher_dev_{key}']:.4f} ({rule_figures(check)} on {check['dev_texts']} dev examples"
             + (f", {differ} scored differently" if differ is not None else "") + ")")
 
 

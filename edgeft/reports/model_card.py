@@ -133,12 +133,12 @@ def _floor_line(report: dict[str, Any]) -> str:
     if fallback:
         shipped = f" Shipped the teacher: {fallback['reason']}."
     elif check and check.get("passed"):
-        from edgeft.gating.student import passed_line
+        from edgeft.gating.student import passed_line, rule_figures
 
         shipped = f" Shipped the student: {passed_line(check)}."
         for earlier in report.get("student_tries", [])[:-1]:  # students that failed the dev rule before this one
-            shipped += (f" A {earlier['layers']}-layer student was tried first and failed the dev rule (drop "
-                        f"{earlier['check']['drop']:+.4f}, standard error {earlier['check']['drop_se']:.4f}).")
+            shipped += (f" A {earlier['layers']}-layer student was tried first and failed the dev rule "
+                        f"({rule_figures(earlier['check'])}).")
     return f" Floor: the {floor['baseline']} baseline ({floor['rule']}): {verdicts}.{shipped}"
 
 

@@ -14,10 +14,22 @@ import numpy as np
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def whole_text_tokenizer(tokenizer_file: Path):
+    """The tokenizer of `tokenizer_file` with neither padding nor truncation: every piece of every text (a trimmed
+    vocabulary's pieces, the later windows of long training texts)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class TextEncoder:
     def __init__(self, tokenizer_file: Path, max_length: int, truncation: str, input_names: tuple[str, ...]) -> None:
         from tokenizers import Tokenizer
 
+        self.tokenizer_file = tokenizer_file
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         # A saved tokenizer.json may carry its own padding / truncation (sentence-transformers sets 128): ours rules.
         self.tokenizer.no_padding()

@@ -94,23 +94,23 @@ def later_windows(texts: list[str], encode: TextEncoder, per_text: int, room: in
     teach the student what the repeated first windows cannot (docs/experiments/distillation.md, section 8).
     Taken round-robin (every text's first extra window, then every second one) so that a cap spreads over all texts.
     """
-    from tokenizers import Tokenizer
+    from edgeft.runtime.encoder import whole_text_tokenizer
 
     if per_text <= 0 or room <= 0:
         return []
     width = encode.max_length - 2  # [CLS] and [SEP]
     stride = max(1, width // 2)
-    whole = Tokenizer.from_str(encode.tokenizer.to_str())  # the encoder's copy truncates; these need every piece
-    whole.no_truncation()
-    whole.no_padding()
+    whole = whole_text_tokenizer(encode.tokenizer_file)  # the encoder truncates; windows need every piece
     rounds: list[list[str]] = [[] for _ in range(per_text)]
     for text, encoding in zip(texts, whole.encode_batch(texts, add_special_tokens=False)):
         offsets, words = encoding.offsets, encoding.word_ids
+        if len(offsets) <= width:
+            continue  # the input holds all of it
         for w in range(per_text):
             start = (w + 1) * stride
             while 0 < start < len(words) and words[start] is not None and words[start] == words[start - 1]:
                 start += 1  # a window starts on a word, so the text it cuts out tokenizes to the same pieces
-            if start >= len(offsets) or len(offsets) <= width:
+            if start >= len(offsets):
                 break
             end = min(start + width, len(offsets))
             rounds[w].append(text[offsets[start][0]:offsets[end - 1][1]])

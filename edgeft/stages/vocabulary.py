@@ -40,11 +40,9 @@ class Trim:
 
 def pieces_of(tokenizer_file: Path, texts: list[str]) -> Trim:
     """The ids the base tokenizer gives these texts (untruncated), plus every special and added token's id."""
-    from tokenizers import Tokenizer
+    from edgeft.runtime.encoder import whole_text_tokenizer
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
+    tokenizer = whole_text_tokenizer(tokenizer_file)
     used = {i for enc in tokenizer.encode_batch(texts) for i in enc.ids}
     used |= set(tokenizer.get_added_tokens_decoder())  # [PAD] [UNK] [CLS] [SEP] [MASK] and any added token
     return Trim(np.array(sorted(used), dtype=np.int64), tokenizer.get_vocab_size(with_added_tokens=True))
