@@ -13,7 +13,8 @@ and the paired drop teacher - student with its bootstrap standard error. Each se
 seed 0's teacher: the gap between two teachers that differ only in their seed is the floor any student's gap is
 read against. Rows are appended to `--results` (JSONL) and a rerun skips seeds already there.
 
-Run: `.venv/bin/python benchmarks/ner_seeds.py --seeds 0 1 2` (about 13 minutes a seed on a 2-core host).
+Run: `.venv/bin/python benchmarks/ner_seeds.py --seeds 0 1 2` (about 13 minutes a seed on a 2-core host); a variant
+of the recipe: `--distill ffn=1536 --results F`.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def same(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([x == y for x, y in zip(a, b)]))
 
 
-def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None) -> tuple[dict[str, Any], tuple]:
+def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None,
+             variant: dict[str, str]) -> tuple[dict[str, Any], tuple]:
     data = load_tagged("packaged:wnut16", "utf-8")
     split = split_tagged(data, 0)
     test = Examples.of(data, split.test, "ner")
@@ -83,7 +85,7 @@ def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None) -
         "ner", seed=seed, device="cpu", max_length=profile.input.max_length), work)
     finetune_s = time.perf_counter() - t0
     overrides, source, count = makefile_recipe(ROOT / "Makefile")
-    student_spec = Student(**{**profile.student_for("ner").model_dump(), **overrides})
+    student_spec = Student(**{**profile.student_for("ner").model_dump(), **overrides, **variant})
     t0 = time.perf_counter()
     student = distill(teacher, data, split, DistillSpec(student=student_spec, max_length=profile.input.max_length,
                                                         seed=seed, device="cpu"), work, read_extra_text(source, count))
@@ -98,7 +100,8 @@ def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None) -
            "drop": round(f1(t_rows) - f1(s_rows), 4), "drop_se": round(paired_drop_se("ner", t_rows, s_rows), 4),
            "student_same_as_teacher": round(same(t_tags, s_tags), 3),
            "finetune_s": round(finetune_s), "distill_s": round(distill_s),
-           "recipe": {k: getattr(student_spec, k) for k in overrides},
+           "recipe": {k: getattr(student_spec, k) for k in {**overrides, **variant}},
+           "variant": {k: getattr(student_spec, k) for k in variant},
            "extra_text": {"source": source, "texts": count}}
     if reference is not None:
         r_tags, r_rows = reference
@@ -109,7 +112,9 @@ def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None) -
 
 
 def summary(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="WNUT-16 test split: teachers and their students by training seed (PyTorch fp32)")
+    variant = ", ".join(f"{k}={v}" for k, v in (rows[0].get("variant") or {}).items()) if rows else ""
+    table = Table(title="WNUT-16 test split: teachers and their students by training seed (PyTorch fp32)"
+                  + (f", students with {variant}" if variant else ""))
     for column in ("seed", "teacher F1", "student F1", "drop ± se", "student = teacher", "seed-0 teacher - this",
                    "teacher = seed-0 teacher"):
         table.add_column(column, justify="right")
@@ -131,7 +136,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=Path(".edgeft/work"), help="stage cache (the build's by default)")
     parser.add_argument("--results", type=Path, default=Path("bench-results/ner-seeds.jsonl"))
+    parser.add_argument("--distill", action="append", default=[], metavar="KEY=VALUE",
+                        help="a student field on top of the build's recipe, to measure a variant (e.g. ffn=1536); "
+                             "use its own --results file")
     args = parser.parse_args()
+    variant = dict(item.split("=", 1) for item in args.distill)
     if 0 not in args.seeds:
         args.seeds = [0, *args.seeds]  # every teacher is read against seed 0's, the one `make build TASK=ner` ships
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +152,7 @@ def main() -> None:
         if seed in done and (seed != 0 or all(s in done for s in args.seeds)):
             rows.append(done[seed])
             continue
-        row, tags = run_seed(seed, args.work, reference)
+        row, tags = run_seed(seed, args.work, reference, variant)
         reference = tags if seed == 0 else reference
         rows.append(row)
         if seed not in done:
