@@ -147,6 +147,9 @@ def main() -> None:
     done = {}
     if args.results.is_file():
         done = {r["seed"]: r for r in map(json.loads, args.results.read_text(encoding="utf-8").splitlines())}
+        asked = {k: str(v) for k, v in Student(**{"layers": 1, **variant}).model_dump().items() if k in variant}
+        if any({k: str(v) for k, v in (r.get("variant") or {}).items()} != asked for r in done.values()):
+            raise SystemExit(f"{args.results} holds rows of another recipe variant; give this one its own --results")
     rows, reference = [], None
     for seed in sorted(args.seeds):
         if seed in done and (seed != 0 or all(s in done for s in args.seeds)):
