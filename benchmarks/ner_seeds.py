@@ -26,22 +26,22 @@ import shlex
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgeft.data.tagged import load_tagged, split_tagged
+from edgeft.data.tagged import TaggedDataset, load_tagged, split_tagged
+from edgeft.data.text import Split
 from edgeft.data.unlabelled import read_extra_text
 from edgeft.pipeline import base_model_folder
 from edgeft.profile import Student, load_profile
-from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.runtime.scoring import Examples, example_stats, headline_of_sums
+from edgeft.gating.student import tagged_rows
+from edgeft.runtime.scoring import Examples, headline_of_sums
 from edgeft.stages.distill import DistillSpec, distill
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.select import paired_drop_se
-from edgeft.stages.torch_model import load_classifier, torch_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = "x86-avx2"
@@ -59,12 +59,6 @@ def makefile_recipe(makefile: Path) -> tuple[dict[str, str], str, int]:
     return overrides, value["--extra-text"], int(value["--max-extra-texts"])
 
 
-def tagged(folder: Path, examples: Examples, labels: list[str]) -> tuple[list[list[str]], np.ndarray]:
-    encode = TextEncoder(folder / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
-    tags = torch_tags(load_classifier(folder, task="ner").eval(), encode, examples.words, labels)
-    return tags, example_stats(examples, tags)
-
-
 def f1(rows: np.ndarray) -> float:
     return float(headline_of_sums("ner", rows.sum(0), len(rows)))
 
@@ -73,26 +67,45 @@ def same(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([x == y for x, y in zip(a, b)]))
 
 
-def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None,
+class Setup(NamedTuple):
+    """What every seed shares: the data and its seed-0 split, the base model, the build's recipe and its extra text."""
+
+    data: TaggedDataset
+    split: Split
+    test: Examples
+    model_dir: Path
+    max_length: int
+    student: dict[str, Any]  # the profile's ner_student, before the recipe's overrides
+    overrides: dict[str, str]
+    source: str
+    extra_texts: list[str]
+
+    @classmethod
+    def load(cls) -> Setup:
+        data = load_tagged("packaged:wnut16", "utf-8")
+        split = split_tagged(data, 0)
+        overrides, source, count = makefile_recipe(ROOT / "Makefile")
+        profile = load_profile(TARGET)
+        return cls(data, split, Examples.of(data, split.test, "ner"), base_model_folder(None)[0],
+                   profile.input.max_length, profile.student_for("ner").model_dump(), overrides, source,
+                   read_extra_text(source, count))
+
+
+def run_seed(seed: int, setup: Setup, work: Path, reference: tuple[list, np.ndarray] | None,
              variant: dict[str, str]) -> tuple[dict[str, Any], tuple]:
-    data = load_tagged("packaged:wnut16", "utf-8")
-    split = split_tagged(data, 0)
-    test = Examples.of(data, split.test, "ner")
-    model_dir, _, _ = base_model_folder(None)
-    profile = load_profile(TARGET)
+    data, split, test, max_length, overrides = setup.data, setup.split, setup.test, setup.max_length, setup.overrides
     t0 = time.perf_counter()
-    teacher = finetune(model_dir, data, split, FinetuneSpec.for_task(
-        "ner", seed=seed, device="cpu", max_length=profile.input.max_length), work)
+    teacher = finetune(setup.model_dir, data, split, FinetuneSpec.for_task(
+        "ner", seed=seed, device="cpu", max_length=max_length), work)
     finetune_s = time.perf_counter() - t0
-    overrides, source, count = makefile_recipe(ROOT / "Makefile")
-    student_spec = Student(**{**profile.student_for("ner").model_dump(), **overrides, **variant})
+    student_spec = Student(**{**setup.student, **overrides, **variant})
     t0 = time.perf_counter()
-    student = distill(teacher, data, split, DistillSpec(student=student_spec, max_length=profile.input.max_length,
-                                                        seed=seed, device="cpu"), work, read_extra_text(source, count))
+    student = distill(teacher, data, split, DistillSpec(student=student_spec, max_length=max_length, seed=seed,
+                                                        device="cpu"), work, setup.extra_texts)
     distill_s = time.perf_counter() - t0
     labels = teacher.manifest["labels"]
-    t_tags, t_rows = tagged(teacher.path, test, labels)
-    s_tags, s_rows = tagged(student.path, test, labels)
+    t_tags, t_rows = tagged_rows(teacher.path, test, labels, max_length)
+    s_tags, s_rows = tagged_rows(student.path, test, labels, max_length)
     row = {"seed": seed, "test_sentences": len(test), "test_entities": int(t_rows[:, 2].sum()),
            "teacher_dev_f1": teacher.manifest["metrics"].get("dev_entity_f1"),
            "student_dev_f1": student.manifest["metrics"].get("dev_entity_f1"),
@@ -102,7 +115,7 @@ def run_seed(seed: int, work: Path, reference: tuple[list, np.ndarray] | None,
            "finetune_s": round(finetune_s), "distill_s": round(distill_s),
            "recipe": {k: getattr(student_spec, k) for k in {**overrides, **variant}},
            "variant": {k: getattr(student_spec, k) for k in variant},
-           "extra_text": {"source": source, "texts": count}}
+           "extra_text": {"source": setup.source, "texts": len(setup.extra_texts)}}
     if reference is not None:
         r_tags, r_rows = reference
         row.update(teacher_vs_seed0=round(f1(r_rows) - f1(t_rows), 4),
@@ -150,12 +163,13 @@ def main() -> None:
         asked = {k: str(v) for k, v in Student(**{"layers": 1, **variant}).model_dump().items() if k in variant}
         if any({k: str(v) for k, v in (r.get("variant") or {}).items()} != asked for r in done.values()):
             raise SystemExit(f"{args.results} holds rows of another recipe variant; give this one its own --results")
-    rows, reference = [], None
+    rows, reference, setup = [], None, None
     for seed in sorted(args.seeds):
         if seed in done and (seed != 0 or all(s in done for s in args.seeds)):
             rows.append(done[seed])
             continue
-        row, tags = run_seed(seed, args.work, reference, variant)
+        setup = setup or Setup.load()
+        row, tags = run_seed(seed, setup, args.work, reference, variant)
         reference = tags if seed == 0 else reference
         rows.append(row)
         if seed not in done:

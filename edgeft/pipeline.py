@@ -160,6 +160,7 @@ def build(req: BuildRequest) -> BuildResult:
 
     teacher = finetuned or timed("finetune", finetune, model_dir, data, split, spec, work)
     shipped_source, fallback, check, tries = teacher, None, None, []
+    dev_examples = Examples.of(data, split.dev, req.task)
     if student is not None:
         from edgeft.stages.distill import DistillSpec, distill
 
@@ -172,7 +173,7 @@ def build(req: BuildRequest) -> BuildResult:
             shipped_source = timed("distill" if not tries else "distill (retry)", distill, teacher, data, split, dspec,
                                    work, extra_texts)
             check = student_check(teacher.path, shipped_source.path, shipped_source.manifest,
-                                  Examples.of(data, split.dev, req.task), teacher.manifest["labels"],
+                                  dev_examples, teacher.manifest["labels"],
                                   profile.budgets.max_drop(req.task), profile.input.max_length)
             tries.append({"layers": attempt.layers, "check": check})
             fallback = fallback_of(check)
@@ -190,7 +191,6 @@ def build(req: BuildRequest) -> BuildResult:
     exported = timed("export", export, shipped_source, profile.runtime, profile.input, dev_texts[:32], work)
     labels = teacher.manifest["labels"]
     index = {label: i for i, label in enumerate(labels)}
-    dev_examples = Examples.of(data, split.dev, req.task)
     dev = None if ner else DevSplit(dev_texts, [index[data.labels[i]] for i in split.dev])
     calib = {name: calibration_texts(data, split, recipe) for name, recipe in recipes.items()}
     # A trimmed vocabulary keeps the pieces of the training split only: dev then measures what unseen pieces cost.

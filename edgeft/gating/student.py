@@ -27,10 +27,8 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
     Without both models' dev predictions (a --finetuned teacher from elsewhere) the drop alone decides. NER: entity
     F1, the dev sentences tagged again by both models.
     """
-    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
     from edgeft.runtime.scoring import headline_of_sums
     from edgeft.stages.select import paired_drop_se
-    from edgeft.stages.torch_model import load_classifier, torch_tags
     from edgeft.stages.training import read_dev_predictions
 
     metrics = distilled.get("metrics", {})
@@ -40,11 +38,7 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
     if dev.task == "ner":
         # Sentences, not labels: both taggers tag the dev sentences again (PyTorch fp32, seconds), and the per-sentence
         # entity counts give the paired bootstrap its rows, as the candidates' check does.
-        def tagged(folder: Path):
-            encode = TextEncoder(folder / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
-            return example_stats(dev, torch_tags(load_classifier(folder, task="ner"), encode, dev.words, labels))
-
-        rows = tagged(teacher), tagged(student)
+        rows = tagged_rows(teacher, dev, labels, max_length)[1], tagged_rows(student, dev, labels, max_length)[1]
         t_acc, s_acc = (float(headline_of_sums("ner", r.sum(0), len(dev))) for r in rows)
     else:
         t_pred, s_pred = read_dev_predictions(teacher), read_dev_predictions(student)
@@ -70,6 +64,18 @@ def student_check(teacher: Path, student: Path, distilled: dict[str, Any], dev: 
                                f"error {se:.4f} on {len(dev)} dev texts; drop + error must be <= {max_drop:g}), so "
                                f"the teacher's candidates race instead (--student none does this directly; more "
                                f"labelled or unlabelled text, --extra-text FILE, helps a student)"}
+
+
+def tagged_rows(folder: Path, examples: Examples, labels: list[str], max_length: int = 128
+                ) -> tuple[list[list[str]], np.ndarray]:
+    """A token classifier folder's tags for `examples` (PyTorch fp32, the bundles' word reading) and the per-sentence
+    [matched, predicted, gold] entity counts a paired bootstrap resamples."""
+    from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+    from edgeft.stages.torch_model import load_classifier, torch_tags
+
+    encode = TextEncoder(folder / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
+    tags = torch_tags(load_classifier(folder, task="ner"), encode, examples.words, labels)
+    return tags, example_stats(examples, tags)
 
 
 def rule_figures(check: dict[str, Any]) -> str:
