@@ -139,7 +139,8 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
     # end the student's training (30,000 tweets: ~1,000 steps an epoch, patience stays one epoch).
     steps = StepPlan.of(n_examples, recipe.batch_size, epochs, 0, recipe.patience, PATIENCE_STEPS)
     schedule = Schedule(steps.epochs, recipe.learning_rate, recipe.batch_size, recipe.warmup_ratio,
-                        recipe.weight_decay, steps.patience, spec.seed, metric=lessons.metric)
+                        recipe.weight_decay, steps.patience, spec.seed, metric=lessons.metric,
+                        ema_decay=recipe.ema_decay)
     metrics = train(student, params, lessons.lengths, schedule, device, batch_loss,
                     lambda: lessons.dev_score(student), "distill")
     save_model(student, teacher_art.path, out)

@@ -43,6 +43,9 @@ class Schedule:
     precision: str = "auto"
     compile: bool = False
     metric: str = "dev_accuracy"  # what dev_score() measures, as history and logs name it
+    # > 0: dev is scored on, and the model ends holding, an exponential moving average of the weights (decay warmed
+    # up as (1 + t) / (10 + t)); the trained weights go on training underneath it.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,11 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
         if workers.main:
             console.print(f"  resuming {label} from {checkpoint} (epoch {state['epoch']}, step {state['step']})")
 
+    if schedule.ema_decay > 0 and checkpoint is not None:
+        raise ValueError("a moving average of the weights is not checkpointed: train it without a checkpoint")
+    # state_dict() tensors share the parameters' storage: the average reads and swaps them in place.
+    live = [v for v in model.state_dict().values() if v.is_floating_point()]
+    average = [v.detach().clone() for v in live] if schedule.ema_decay > 0 else None
     started = time.perf_counter() - state["seconds"]
     last_save = time.perf_counter()
     stop = False
@@ -230,6 +238,10 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
+                if average is not None:
+                    t = (epoch - 1) * steps_per_epoch + state["step"]
+                    with torch.no_grad():
+                        torch._foreach_lerp_(average, live, 1 - min(schedule.ema_decay, (1 + t) / (10 + t)))
                 state["seen"] += len(batch) * workers.world_size
                 # loss.item() waits for the GPU: read it for the bar only every 20 steps, not every step.
                 if state["step"] % 20 == 1:
@@ -240,6 +252,11 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                     _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
                     last_save = time.perf_counter()
             model.eval()
+            trained = None
+            if average is not None:  # dev scores the average; training resumes from the trained weights
+                trained = [v.clone() for v in live]
+                with torch.no_grad():
+                    torch._foreach_copy_(live, average)
             scores = dev_score()
             # A caller may measure several figures (dev accuracy and macro-F1): all are logged, one decides.
             scores = scores if isinstance(scores, dict) else {schedule.metric: scores}
@@ -253,6 +270,9 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
             if score > state["best"]:
                 state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
                 state["best_scores"] = scores
+            if trained is not None:
+                with torch.no_grad():
+                    torch._foreach_copy_(live, trained)
             elif score < state["best"]:
                 # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
                 # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
