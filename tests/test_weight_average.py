@@ -13,9 +13,10 @@ from edgeft.stages.training import Schedule, train
 STEPS_PER_EPOCH, EPOCHS = 8, 2
 
 
-def run(ema_decay: float, checkpoint=None) -> tuple[torch.nn.Linear, list[torch.Tensor], list[float]]:
+def run(ema_decay: float, checkpoint=None, dev_scores=None, epochs: int = EPOCHS, patience: int = 5
+        ) -> tuple[torch.nn.Linear, list[torch.Tensor], list[float]]:
     """A linear regression trained for two epochs; returns the model, the weights each step started from and the
-    losses. Dev scores rise every epoch, so the last epoch is the one kept."""
+    losses. Dev scores rise every epoch unless given, so the last epoch is the one kept."""
     torch.manual_seed(0)
     x = torch.randn(64, 4)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
@@ -28,9 +29,9 @@ def run(ema_decay: float, checkpoint=None) -> tuple[torch.nn.Linear, list[torch.
         losses.append(loss.item())
         return loss
 
-    scores = iter(range(100))
-    schedule = Schedule(epochs=EPOCHS, learning_rate=0.05, batch_size=8, warmup_ratio=0.0, weight_decay=0.0,
-                        patience=5, seed=0, ema_decay=ema_decay)
+    scores = iter(dev_scores or range(100))
+    schedule = Schedule(epochs=epochs, learning_rate=0.05, batch_size=8, warmup_ratio=0.0, weight_decay=0.0,
+                        patience=patience, seed=0, ema_decay=ema_decay)
     train(model, list(model.named_parameters()), np.ones(64, dtype=int), schedule, "cpu", batch_loss,
           lambda: float(next(scores)), "test", checkpoint=checkpoint)
     return model, starts, losses
@@ -58,6 +59,22 @@ def test_scoring_the_average_on_dev_does_not_disturb_the_training_beneath_it():
     _, ema_starts, ema_losses = run(0.9)
     assert ema_losses == plain_losses
     assert all(torch.equal(a, b) for a, b in zip(plain_starts, ema_starts))
+
+
+def test_patience_still_ends_an_averaged_run_and_the_best_epochs_average_is_kept():
+    # Epoch 2 scores worse than epoch 1: one epoch of patience ends the run there, as it does without the average.
+    averaged, starts, _ = run(0.9, dev_scores=[2.0, 1.0, 3.0], epochs=3, patience=1)
+    assert len(starts) == 2 * STEPS_PER_EPOCH
+    plain, plain_starts, _ = run(0.0, dev_scores=[2.0, 1.0, 3.0], epochs=3, patience=1)
+    assert len(plain_starts) == 2 * STEPS_PER_EPOCH
+    # Epoch 1's average is kept: not epoch 2's trained weights, nor epoch 1's.
+    trained_after_epoch_1 = plain_starts[STEPS_PER_EPOCH]
+    assert not torch.allclose(flat(averaged), trained_after_epoch_1, atol=1e-3)
+    expected = plain_starts[0].clone()
+    for t, w in enumerate(plain_starts[1:STEPS_PER_EPOCH + 1], start=1):
+        decay = min(0.9, (1 + t) / (10 + t))
+        expected = decay * expected + (1 - decay) * w
+    assert torch.allclose(flat(averaged), expected, atol=1e-6)
 
 
 def test_the_average_is_off_by_default_and_a_decay_of_one_is_refused():

@@ -268,16 +268,17 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 shown = " · ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
                 console.print(f"  epoch {epoch} (step {epoch * steps_per_epoch}): {shown} ({elapsed:.0f} s)")
             if score > state["best"]:
+                # While averaging, the live weights are the average here: the best epoch keeps the average.
                 state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
                 state["best_scores"] = scores
-            if trained is not None:
-                with torch.no_grad():
-                    torch._foreach_copy_(live, trained)
             elif score < state["best"]:
                 # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
                 # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
                 state["stale"] += 1
                 stop = state["stale"] >= schedule.patience
+            if trained is not None:
+                with torch.no_grad():
+                    torch._foreach_copy_(live, trained)
             state.update(epoch=epoch + 1, step=0, epoch_rng=rng.bit_generator.state, seconds=elapsed)
             if checkpoint is not None and not stop and state["epoch"] <= schedule.epochs:
                 _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
