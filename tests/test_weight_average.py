@@ -15,7 +15,7 @@ STEPS_PER_EPOCH, EPOCHS = 8, 2
 
 def run(ema_decay: float, checkpoint=None, dev_scores=None, epochs: int = EPOCHS, patience: int = 5
         ) -> tuple[torch.nn.Linear, list[torch.Tensor], list[float]]:
-    """A linear regression trained for two epochs; returns the model, the weights each step started from and the
+    """A linear regression trained for `epochs` epochs; returns the model, the weights each step started from and the
     losses. Dev scores rise every epoch unless given, so the last epoch is the one kept."""
     torch.manual_seed(0)
     x = torch.randn(64, 4)
@@ -41,14 +41,20 @@ def flat(model: torch.nn.Linear) -> torch.Tensor:
     return torch.cat([model.weight.detach().flatten(), model.bias.detach()])
 
 
+def moving_average(weights: list[torch.Tensor], decay: float) -> torch.Tensor:
+    """The average of w_0 .. w_T as the loop keeps it, written out step by step."""
+    average = weights[0].clone()
+    for t, w in enumerate(weights[1:], start=1):
+        d = min(decay, (1 + t) / (10 + t))  # warmed up: early weights do not dominate a short run
+        average = d * average + (1 - d) * w
+    return average
+
+
 def test_the_model_ends_holding_the_moving_average_of_the_weights_it_trained():
     plain, starts, _ = run(0.0)
     trained = starts + [flat(plain)]  # w_0 .. w_T: each step's start, and the end
     assert len(trained) == STEPS_PER_EPOCH * EPOCHS + 1
-    expected = trained[0].clone()
-    for t, w in enumerate(trained[1:], start=1):
-        decay = min(0.9, (1 + t) / (10 + t))  # warmed up: early weights do not dominate a short run
-        expected = decay * expected + (1 - decay) * w
+    expected = moving_average(trained, 0.9)
     averaged, _, _ = run(0.9)
     assert torch.allclose(flat(averaged), expected, atol=1e-6)
     assert not torch.allclose(flat(averaged), flat(plain), atol=1e-3)
@@ -70,10 +76,7 @@ def test_patience_still_ends_an_averaged_run_and_the_best_epochs_average_is_kept
     # Epoch 1's average is kept: not epoch 2's trained weights, nor epoch 1's.
     trained_after_epoch_1 = plain_starts[STEPS_PER_EPOCH]
     assert not torch.allclose(flat(averaged), trained_after_epoch_1, atol=1e-3)
-    expected = plain_starts[0].clone()
-    for t, w in enumerate(plain_starts[1:STEPS_PER_EPOCH + 1], start=1):
-        decay = min(0.9, (1 + t) / (10 + t))
-        expected = decay * expected + (1 - decay) * w
+    expected = moving_average(plain_starts[:STEPS_PER_EPOCH + 1], 0.9)
     assert torch.allclose(flat(averaged), expected, atol=1e-6)
 
 
