@@ -8,6 +8,7 @@ What differs between callers (which loss, which model, what the dev score is) co
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -150,6 +151,36 @@ def resolve_precision(requested: str, device: str) -> str:
     return "fp32" if requested == "auto" else requested
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating-point weights (Schedule.ema_decay), its decay warmed up as
+    (1 + t) / (10 + t) so that the first steps do not hold it back."""
+
+    def __init__(self, model, decay: float) -> None:
+        # state_dict() tensors share the parameters' storage: the average reads and swaps them in place.
+        self.live = [v for v in model.state_dict().values() if v.is_floating_point()]
+        self.average = [v.detach().clone() for v in self.live]
+        self.decay = decay
+
+    def update(self, step: int) -> None:
+        """Fold in the weights after optimizer step `step` (counted from 1)."""
+        torch, _ = torch_modules()
+        with torch.no_grad():
+            torch._foreach_lerp_(self.average, self.live, 1 - min(self.decay, (1 + step) / (10 + step)))
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The model holds the average inside the block, and its trained weights again after it."""
+        torch, _ = torch_modules()
+        trained = [v.clone() for v in self.live]
+        with torch.no_grad():
+            torch._foreach_copy_(self.live, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, trained)
+
+
 def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: str,
           batch_loss: Callable[[Any, np.ndarray], Any], dev_score: Callable[[], float | dict[str, float]], label: str,
           checkpoint: Path | None = None, checkpoint_seconds: float = 300.0) -> dict[str, Any]:
@@ -160,6 +191,8 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
     run that finds one resumes from it (same batches, same schedule); it is removed when training ends.
     Returns the history, the best dev score and the speed; `model` ends holding the best epoch's weights.
     """
+    if schedule.ema_decay > 0 and checkpoint is not None:
+        raise ValueError("a moving average of the weights is not checkpointed: train it without a checkpoint")
     torch, transformers = torch_modules()
     workers = Workers.from_env()
     workers.start(device)
@@ -203,11 +236,7 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
         if workers.main:
             console.print(f"  resuming {label} from {checkpoint} (epoch {state['epoch']}, step {state['step']})")
 
-    if schedule.ema_decay > 0 and checkpoint is not None:
-        raise ValueError("a moving average of the weights is not checkpointed: train it without a checkpoint")
-    # state_dict() tensors share the parameters' storage: the average reads and swaps them in place.
-    live = [v for v in model.state_dict().values() if v.is_floating_point()]
-    average = [v.detach().clone() for v in live] if schedule.ema_decay > 0 else None
+    average = WeightAverage(model, schedule.ema_decay) if schedule.ema_decay > 0 else None
     started = time.perf_counter() - state["seconds"]
     last_save = time.perf_counter()
     stop = False
@@ -239,9 +268,7 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 if average is not None:
-                    t = (epoch - 1) * steps_per_epoch + state["step"]
-                    with torch.no_grad():
-                        torch._foreach_lerp_(average, live, 1 - min(schedule.ema_decay, (1 + t) / (10 + t)))
+                    average.update((epoch - 1) * steps_per_epoch + state["step"])
                 state["seen"] += len(batch) * workers.world_size
                 # loss.item() waits for the GPU: read it for the bar only every 20 steps, not every step.
                 if state["step"] % 20 == 1:
@@ -252,33 +279,27 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                     _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
                     last_save = time.perf_counter()
             model.eval()
-            trained = None
-            if average is not None:  # dev scores the average; training resumes from the trained weights
-                trained = [v.clone() for v in live]
-                with torch.no_grad():
-                    torch._foreach_copy_(live, average)
-            scores = dev_score()
-            # A caller may measure several figures (dev accuracy and macro-F1): all are logged, one decides.
-            scores = scores if isinstance(scores, dict) else {schedule.metric: scores}
-            score = scores[schedule.metric]
-            elapsed = time.perf_counter() - started
-            state["history"].append({"epoch": epoch, **scores, "steps": epoch * steps_per_epoch,
-                                     "seconds": round(elapsed, 1)})
-            if workers.main:
-                shown = " · ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
-                console.print(f"  epoch {epoch} (step {epoch * steps_per_epoch}): {shown} ({elapsed:.0f} s)")
-            if score > state["best"]:
-                # While averaging, the live weights are the average here: the best epoch keeps the average.
-                state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
-                state["best_scores"] = scores
-            elif score < state["best"]:
-                # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
-                # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
-                state["stale"] += 1
-                stop = state["stale"] >= schedule.patience
-            if trained is not None:
-                with torch.no_grad():
-                    torch._foreach_copy_(live, trained)
+            # Averaging: dev scores the average, and training resumes from the trained weights after the block.
+            with average.swapped_in() if average is not None else contextlib.nullcontext():
+                scores = dev_score()
+                # A caller may measure several figures (dev accuracy and macro-F1): all are logged, one decides.
+                scores = scores if isinstance(scores, dict) else {schedule.metric: scores}
+                score = scores[schedule.metric]
+                elapsed = time.perf_counter() - started
+                state["history"].append({"epoch": epoch, **scores, "steps": epoch * steps_per_epoch,
+                                         "seconds": round(elapsed, 1)})
+                if workers.main:
+                    shown = " · ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
+                    console.print(f"  epoch {epoch} (step {epoch * steps_per_epoch}): {shown} ({elapsed:.0f} s)")
+                if score > state["best"]:
+                    # While averaging, the model holds the average here: the best epoch keeps the average.
+                    state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
+                    state["best_scores"] = scores
+                elif score < state["best"]:
+                    # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
+                    # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
+                    state["stale"] += 1
+                    stop = state["stale"] >= schedule.patience
             state.update(epoch=epoch + 1, step=0, epoch_rng=rng.bit_generator.state, seconds=elapsed)
             if checkpoint is not None and not stop and state["epoch"] <= schedule.epochs:
                 _save_checkpoint(checkpoint, state, model, optimizer, scheduler, scaler, best_state, workers)
