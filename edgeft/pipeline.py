@@ -252,7 +252,7 @@ def build(req: BuildRequest) -> BuildResult:
         "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
                                                               "student", "metrics", "soft_targets",
-                                                              "windows")}
+                                                              "windows", "augmented")}
                     | {"extra_text": {"source": req.extra_text, "texts": len(extra_texts),
                                       "sha256": sha256_json(extra_texts)} if extra_texts else None}
                     if shipped_source is not teacher else None),
@@ -327,8 +327,13 @@ def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None
         return None
     if req.student is not None:
         base = section.model_dump(exclude=SHAPE_FIELDS) if section else {}
-        return parse_student(req.student, **{**base, **req.distill})
-    return parse_student(None, **{**section.model_dump(), **req.distill})
+        student = parse_student(req.student, **{**base, **req.distill})
+    else:
+        student = parse_student(None, **{**section.model_dump(), **req.distill})
+    if req.task == "ner" and student.augment_views:
+        raise BadInput(f"--distill augment_views={student.augment_views} is for sentence labels (a dropped word would "
+                       f"shift every tag after it); for NER give unlabelled text with --extra-text")
+    return student
 
 
 def parse_student(spec: str | None, **fields: Any) -> Student:

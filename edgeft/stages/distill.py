@@ -156,6 +156,7 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
             "metrics": {**metrics, f"teacher_{lessons.metric}": lessons.teacher_dev,
                         f"soft_targets_{lessons.metric}": lessons.soft_dev},
             "soft_targets": lessons.precision, "windows": lessons.windows,
+            "augmented": lessons.augmented,
             "teacher": {"path": str(teacher_art.path), "cache_key": teacher_art.manifest.get("cache_key")},
             "versions": library_versions("torch", "transformers")}
 

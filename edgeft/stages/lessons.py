@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
+from edgeft.data.augment import word_dropped
 from edgeft.data.tagged import TaggedDataset
 from edgeft.data.text import Split, TextDataset, stratified_subset
+from edgeft.errors import BadInput
 from edgeft.metrics import accuracy
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
@@ -43,6 +45,7 @@ class Lessons:
     soft_dev: float | None
     evaluations: list[list[int]]
     windows: int = 0  # later windows of long training texts among the examples (soft targets only)
+    augmented: int = 0  # word-dropped copies of training texts among the examples (soft targets only)
 
 
 def classification_lessons(teacher_art: Artifact, teacher, data: TextDataset, split: Split, recipe: Student,
@@ -58,7 +61,11 @@ def classification_lessons(teacher_art: Artifact, teacher, data: TextDataset, sp
     if windows:
         console.print(f"  {len(windows)} later windows of the training texts longer than {encode.max_length} pieces "
                       f"carry soft targets too")
-    unlabelled = list(extra_texts) + windows
+    augmented = word_dropped([data.texts[i] for i in chosen], recipe.augment_views, recipe.augment_drop, seed)
+    if augmented:
+        console.print(f"  {len(augmented)} word-dropped copies of the training texts carry soft targets too "
+                      f"(augment_views {recipe.augment_views}, augment_drop {recipe.augment_drop:g})")
+    unlabelled = list(extra_texts) + windows + augmented
     texts = [data.texts[i] for i in chosen] + unlabelled
     hard = np.array([index[data.labels[i]] for i in chosen] + [IGNORE] * len(unlabelled))
     dev_texts = [data.texts[i] for i in split.dev]
@@ -84,7 +91,7 @@ def classification_lessons(teacher_art: Artifact, teacher, data: TextDataset, sp
     lengths = np.array([len(e.ids) for e in encode.tokenizer.encode_batch(texts)])
     return Lessons(lengths, batch, dev_score, "dev_accuracy", len(chosen), precision,
                     known_dev or (soft_dev if precision == "fp32" else None), soft_dev, evaluations,
-                    len(windows))
+                    len(windows), len(augmented))
 
 
 def later_windows(texts: list[str], encode: TextEncoder, per_text: int, room: int) -> list[str]:
@@ -128,6 +135,9 @@ def ner_lessons(teacher_art: Artifact, teacher, data: TaggedDataset, split: Spli
     from edgeft.runtime.tagging import first_subwords
     from edgeft.stages.finetune import DEV_METRIC
 
+    if recipe.augment_views:
+        raise BadInput(f"augment_views {recipe.augment_views}: word-dropped copies are for sentence labels (a dropped "
+                       f"word would shift every tag after it); for NER give unlabelled text with --extra-text")
     torch, _ = torch_modules()
     labels = teacher_art.manifest["labels"]
     index = {tag: i for i, tag in enumerate(labels)}
