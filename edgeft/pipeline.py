@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from edgeft import __version__
 from edgeft.artifact import check_output_folder, code_fingerprint, sha256_file, sha256_json
 from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
+from edgeft.data.augment import check_task
 from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.data.unlabelled import read_extra_text
@@ -330,9 +331,7 @@ def resolve_student(req: BuildRequest, profile: TargetProfile) -> Student | None
         student = parse_student(req.student, **{**base, **req.distill})
     else:
         student = parse_student(None, **{**section.model_dump(), **req.distill})
-    if req.task == "ner" and student.augment_views:
-        raise BadInput(f"--distill augment_views={student.augment_views} is for sentence labels (a dropped word would "
-                       f"shift every tag after it); for NER give unlabelled text with --extra-text")
+    check_task(student.augment_views, req.task)  # before the fine-tune, not minutes later at the distillation
     return student
 
 

@@ -35,7 +35,7 @@ def test_copies_are_seeded_and_the_drop_rate_is_what_was_asked():
     assert 0.27 < 1 - kept / 2000 < 0.33
 
 
-def test_a_student_learns_from_the_copies_too_and_its_manifest_counts_them(tiny_model, tiny_csv, work_dir):
+def test_a_student_trains_on_the_copies_too_and_its_manifest_counts_them(tiny_model, tiny_csv, work_dir):
     data = load_dataset(str(tiny_csv))
     split = split_dataset(data, seed=0)
     teacher = finetune(tiny_model, data, split, FinetuneSpec(epochs=1, min_steps=0, max_train_samples=None,

@@ -6,6 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeft.errors import BadInput
+
+
+def check_task(views: int, task: str) -> None:
+    """Copies are for sentence labels: in a tagged sentence a dropped word would shift every tag after it."""
+    if views and task == "ner":
+        raise BadInput(f"augment_views={views} is for sentence labels (a dropped word would shift every tag after "
+                       f"it); for NER give unlabelled text with --extra-text")
+
 
 def word_dropped(texts: list[str], views: int, rate: float, seed: int) -> list[str]:
     """`views` copies of every text of three or more words, each word dropped with probability `rate`; at least one

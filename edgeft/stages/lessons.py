@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
-from edgeft.data.augment import word_dropped
+from edgeft.data.augment import check_task, word_dropped
 from edgeft.data.tagged import TaggedDataset
 from edgeft.data.text import Split, TextDataset, stratified_subset
-from edgeft.errors import BadInput
 from edgeft.metrics import accuracy
 from edgeft.profile import Candidate, Isa, Scheme, Student
 from edgeft.progress import console
@@ -135,9 +134,7 @@ def ner_lessons(teacher_art: Artifact, teacher, data: TaggedDataset, split: Spli
     from edgeft.runtime.tagging import first_subwords
     from edgeft.stages.finetune import DEV_METRIC
 
-    if recipe.augment_views:
-        raise BadInput(f"augment_views {recipe.augment_views}: word-dropped copies are for sentence labels (a dropped "
-                       f"word would shift every tag after it); for NER give unlabelled text with --extra-text")
+    check_task(recipe.augment_views, "ner")
     torch, _ = torch_modules()
     labels = teacher_art.manifest["labels"]
     index = {tag: i for i, tag in enumerate(labels)}
