@@ -263,9 +263,9 @@ class Student(_Strict):
     windows: int = Field(0, ge=0)
     # Sentence classification: this many copies of every training text, each word dropped with probability
     # augment_drop, carry the teacher's soft targets too (data/augment.py): new text where a set would repeat
-    # itself. Off by default: on the tweets one copy moved three seeds' students by +0.37, +0.27 and -0.27 dev points
-    # (+0.27 test points on average) for twice the training time and the teacher's outputs on 31,523 more texts
-    # (docs/experiments/distillation.md, section 10).
+    # itself. Off by default: on the tweets one copy moved five seeds' students by -0.27 to +0.37 dev points (+0.05
+    # on average; 4 passes of the dev rule instead of 3) for twice the training time and the teacher's outputs on
+    # 31,523 more texts (docs/experiments/distillation.md, section 10).
     augment_views: int = Field(0, ge=0)
     augment_drop: float = Field(0.15, gt=0, lt=1)
     # A student that fails the dev rule gets one more try with this many layers (same width and recipe) before the
