@@ -18,7 +18,7 @@ from rich.table import Table
 
 from edgeft.data.assets import DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.data.text import load_dataset, split_dataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.distill import DistillSpec, distill
 from edgeft.stages.finetune import FinetuneSpec, finetune
 

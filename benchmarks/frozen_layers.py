@@ -19,7 +19,7 @@ from rich.table import Table
 
 from edgeft.data.assets import DEFAULT_MODEL, packaged_model
 from edgeft.data.text import load_dataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.runtime.bench import host_description
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.student import make_student

@@ -36,7 +36,8 @@ from edgeft.data.tagged import TaggedDataset, load_tagged, split_tagged
 from edgeft.data.text import Split
 from edgeft.data.unlabelled import read_extra_text
 from edgeft.pipeline import base_model_folder
-from edgeft.profile import Student, load_profile
+from edgeft.profile import load_profile
+from edgeft.student_recipe import Student
 from edgeft.gating.student import tagged_rows
 from edgeft.runtime.scoring import Examples, headline_of_sums
 from edgeft.stages.distill import DistillSpec, distill

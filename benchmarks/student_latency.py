@@ -18,7 +18,8 @@ from rich.table import Table
 from edgeft.data.assets import DEFAULT_MODEL, packaged_model
 from edgeft.backends import onnxruntime as ort_backend
 from edgeft.data.text import load_dataset
-from edgeft.profile import Candidate, Isa, Scheme, Student
+from edgeft.profile import Candidate, Isa, Scheme
+from edgeft.student_recipe import Student
 from edgeft.runtime.bench import interleaved_latency, percentiles
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.sessions import Runtime, open_session

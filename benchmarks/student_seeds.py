@@ -31,15 +31,15 @@ from rich.table import Table
 
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.gating.student import student_check
-from edgeft.metrics import accuracy
 from edgeft.pipeline import base_model_folder
-from edgeft.profile import Student, load_profile
+from edgeft.profile import load_profile
+from edgeft.student_recipe import Student
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.scoring import Examples
-from edgeft.stages.distill import DistillSpec, distill
+from edgeft.stages.distill import DistillSpec, distill, test_metrics
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.student import prepare_student
-from edgeft.stages.torch_model import load_classifier, torch_logits
+from edgeft.stages.torch_model import load_classifier
 
 
 def variant_of(pairs: list[str]) -> dict[str, Any]:
@@ -49,10 +49,9 @@ def variant_of(pairs: list[str]) -> dict[str, Any]:
     return {key: typed[key] for key in raw}
 
 
-def test_accuracy(folder: Path, texts: list[str], labels: list[str], names: list[str], max_length: int) -> float:
-    model = load_classifier(folder, task="classification").eval()
+def test_accuracy(folder: Path, data, test: list[int], names: list[str], max_length: int) -> float:
     encode = TextEncoder(folder / "tokenizer.json", max_length, "right", TOKENIZER_OUTPUTS)
-    return accuracy([names.index(label) for label in labels], torch_logits(model, encode, texts).argmax(-1))
+    return test_metrics(load_classifier(folder, task="classification"), encode, data, test, names, False)["accuracy"]
 
 
 def main() -> None:
@@ -86,8 +85,7 @@ def main() -> None:
     recipe = prepare_student(Student(**{**profile.student_for("classification").model_dump(), **variant}),
                              teacher.path, args.work)
     dev = Examples.of(data, split.dev, "classification")
-    test_texts, test_labels = [data.texts[i] for i in split.test], [data.labels[i] for i in split.test]
-    teacher_test = test_accuracy(teacher.path, test_texts, test_labels, names, max_length)
+    teacher_test = test_accuracy(teacher.path, data, split.test, names, max_length)
     rows = []
     for seed in sorted(args.seeds):
         if seed in done:
@@ -106,7 +104,7 @@ def main() -> None:
                "passed": check["passed"], "margin": round(budget - check["drop"] - check["drop_se"], 4),
                "dev_by_epoch": [round(h["dev_accuracy"], 4) for h in metrics["history"]],
                "teacher_test": round(teacher_test, 4),
-               "student_test": round(test_accuracy(student.path, test_texts, test_labels, names, max_length), 4),
+               "student_test": round(test_accuracy(student.path, data, split.test, names, max_length), 4),
                "steps": metrics["steps_run"],
                "augmented": student.manifest.get("augmented", 0), "windows": student.manifest.get("windows", 0),
                "train_s": metrics["train_seconds"], "distill_s": round(seconds)}

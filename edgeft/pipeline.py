@@ -22,9 +22,9 @@ from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.data.unlabelled import read_extra_text
 from edgeft.errors import BadInput, BudgetFailed
-from edgeft.profile import (SHAPE_FIELDS, ModelFormat, Student, TargetProfile, describe_validation_error, load_profile,
-                            profile_path)
+from edgeft.profile import ModelFormat, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
+from edgeft.student_recipe import SHAPE_FIELDS, Student
 from edgeft.reports.tables import print_selection
 from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseline
 from edgeft.gating.student import fallback_of, passed_line, rule_figures, student_check

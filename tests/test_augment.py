@@ -8,7 +8,7 @@ import pytest
 from conftest import run_edgeft, tiny_ner_args
 from edgeft.data.augment import word_dropped
 from edgeft.data.text import load_dataset, split_dataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.distill import DistillSpec, distill
 from edgeft.stages.finetune import FinetuneSpec, finetune
 

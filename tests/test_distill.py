@@ -11,7 +11,7 @@ import torch
 
 from conftest import TINY_TRAINING, run_edgeft, tiny_build_args
 from edgeft.data.text import load_dataset, split_dataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.distill import IGNORE, distillation_loss, hidden_state_loss
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.student import make_student, spread_layers

@@ -10,7 +10,7 @@ import torch
 
 from conftest import run_edgeft, tiny_build_args
 from edgeft.data.text import load_dataset, split_dataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.narrow import hidden_basis, narrow
 from edgeft.stages.student import make_student

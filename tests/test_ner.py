@@ -335,7 +335,8 @@ def test_the_ner_seed_bench_distils_with_the_recipe_make_build_task_ner_runs():
     import shlex
     import subprocess
 
-    from edgeft.profile import Student, load_profile
+    from edgeft.profile import load_profile
+    from edgeft.student_recipe import Student
 
     spec = importlib.util.spec_from_file_location("ner_seeds", REPO / "benchmarks" / "ner_seeds.py")
     bench = importlib.util.module_from_spec(spec)

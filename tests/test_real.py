@@ -70,7 +70,7 @@ def test_real_distillation_makes_a_smaller_student_that_beats_chance(real_bundle
 def test_packaged_l3_onnx_becomes_a_bert_student_folder(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from edgeft.profile import Student
+    from edgeft.student_recipe import Student
     from edgeft.stages.student import materialize_student
 
     student = materialize_student(Student.from_spec("packaged:paraphrase-MiniLM-L3-v2"), tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.training import Schedule, train
 
 STEPS_PER_EPOCH, EPOCHS = 8, 2

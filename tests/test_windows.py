@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import FILLER, WORDS, run_edgeft, tiny_build_args
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder, whole_text_tokenizer
 from edgeft.stages.lessons import later_windows
 
@@ -69,7 +69,7 @@ def test_retry_layers_must_be_deeper_than_the_student_and_a_student_spec_replace
         Student(layers=2, retry_layers=2)
     with pytest.raises(ValueError, match="retry_layers"):
         Student(model="some/folder", retry_layers=3)
-    from edgeft.profile import SHAPE_FIELDS
+    from edgeft.student_recipe import SHAPE_FIELDS
 
     assert "retry_layers" in SHAPE_FIELDS  # --student layers:4 must not inherit the profile's retry of 3
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_json
 from edgeft.data.tagged import TaggedDataset
 from edgeft.data.text import Split, TextDataset
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.finetune import model_hash, resolve_device, save_model
 from edgeft.stages.lessons import IGNORE, classification_lessons, ner_lessons
@@ -210,7 +210,7 @@ def distill_folder(teacher_dir: Path, data: TextDataset | TaggedDataset, split: 
     rows = []
     for name, folder in (("teacher fp32", teacher.path), ("student fp32", art.path)):
         model = load_classifier(folder, task=art.manifest["task"])
-        rows.append({"model": name, **_test_metrics(model, encode, data, split.test, labels, ner),
+        rows.append({"model": name, **test_metrics(model, encode, data, split.test, labels, ner),
                      "parameters_m": round(parameter_count(model) / 1e6, 2), "layers": model.config.num_hidden_layers})
     with atomic_folder(out) as tmp:
         shutil.copytree(art.path, tmp, dirs_exist_ok=True)
@@ -223,7 +223,7 @@ def distill_folder(teacher_dir: Path, data: TextDataset | TaggedDataset, split: 
     return Artifact(out, read_manifest(out))
 
 
-def _test_metrics(model, encode: TextEncoder, data, test: list[int], labels: list[str], ner: bool) -> dict:
+def test_metrics(model, encode: TextEncoder, data, test: list[int], labels: list[str], ner: bool) -> dict:
     """Accuracy and macro-F1 on the test texts, or (NER) entity precision, recall and F1 on the test sentences."""
     if ner:
         from edgeft.runtime.entities import entity_metrics

@@ -19,7 +19,8 @@ from edgeft.data.augment import check_task, word_dropped
 from edgeft.data.tagged import TaggedDataset
 from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.metrics import accuracy
-from edgeft.profile import Candidate, Isa, Scheme, Student
+from edgeft.profile import Candidate, Isa, Scheme
+from edgeft.student_recipe import Student
 from edgeft.progress import console
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.scoring import sentence_logits

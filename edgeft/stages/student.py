@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeft.errors import BadInput
-from edgeft.profile import Student
+from edgeft.student_recipe import Student
 from edgeft.stages.torch_model import check_model_folder, load_classifier, set_training_options, torch_modules
 
 
