@@ -67,14 +67,14 @@ def test_format_must_fit_runtime(tmp_path):
 def test_static_quantization_needs_a_calibration_recipe(tmp_path):
     raw = _base()
     raw["quantization"]["candidates"][0]["scheme"] = "static-int8"
-    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8-trim': scheme 'static-int8' needs 'calibration"):
+    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8': scheme 'static-int8' needs 'calibration"):
         load_profile(_write(tmp_path, yaml.safe_dump(raw)))
 
 
 def test_s8_weights_on_avx2_need_the_7_bit_range_that_cannot_saturate(tmp_path):
     raw = _base()
     raw["quantization"]["candidates"][0]["reduce_range"] = False
-    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8-trim': s8 weights on avx2 without VNNI saturate.*"
+    with pytest.raises(BadInput, match="candidate 'dynamic-int8-s8': s8 weights on avx2 without VNNI saturate.*"
                                        "reduce_range: true"):
         load_profile(_write(tmp_path, yaml.safe_dump(raw)))
     raw["isa"] = "avx512_vnni"  # VNNI's vpdpbusd adds into int32: full-range s8 weights are safe there
