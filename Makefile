@@ -89,8 +89,9 @@ bench-ner-seeds: install
 	$(BIN)/python benchmarks/ner_seeds.py --seeds 0 1 2
 
 # Issue 16's open point: how often the default student passes the build's dev rule over distillation seeds (batch
-# orders), with its fp32 test accuracy (docs/experiments/distillation.md, sections 9-10). ARGS="--distill KEY=VALUE
-# --results F" measures a variant, ARGS="--data packaged:bbc" BBC News.
+# orders), with its fp32 test accuracy and the test accuracy of the candidate the build would ship (int8, ONNX
+# Runtime; docs/experiments/distillation.md, sections 9-11). ARGS="--distill KEY=VALUE --results F" measures a
+# variant, ARGS="--data packaged:bbc" BBC News.
 bench-student-seeds: install
 	$(BIN)/python benchmarks/student_seeds.py --seeds 0 1 2 3 4 5 $(ARGS)
 

@@ -9,7 +9,8 @@ elsewhere (issue 16: where it fails, a slower deeper retry or the teacher ships)
 For the build's teacher (edgeft's fine-tune stage with the build's recipe and seed 0, cached like the build's) and
 each distillation seed, it distils the target profile's student, runs the build's dev rule and scores the student on
 the test split in PyTorch fp32, then as the build would ship it (the profile's first candidate, ONNX Runtime, one
-text per call, dev and test): a student that passes the dev rule can still fail the build's test budget. The seed changes the batch order only (the student is cut from the teacher).
+text per call, dev and test): a student that passes the dev rule can still fail the build's test budget. The seed
+changes the batch order only (the student is cut from the teacher).
 `--distill KEY=VALUE` measures a variant of the recipe (e.g. `augment_views=1`); give each variant its own
 `--results` file. Rows are appended to that JSONL file and a rerun skips seeds already there.
 
@@ -68,12 +69,12 @@ def shipped_accuracy(student, data, split, profile, work: Path) -> dict[str, Any
     from edgeft.stages.vocabulary import pieces_of
 
     candidate = profile.quantization.candidates[0]
+    if candidate.calibration is not None or candidate.accuracy_control:
+        raise SystemExit(f"{profile.name}'s first candidate '{candidate.name}' needs calibration: not measured here")
     dev_texts = [data.texts[i] for i in split.dev]
     exported = export(student, profile.runtime, profile.input, dev_texts[:32], work)
     pieces = (pieces_of(exported.path / "tokenizer.json", [data.texts[i] for i in split.train])
               if candidate.vocabulary == "train" else None)
-    if candidate.calibration is not None or candidate.accuracy_control:
-        raise SystemExit(f"{profile.name}'s first candidate '{candidate.name}' needs calibration: not measured here")
     made = quantize(exported, candidate, profile, None, [], work, None, pieces)
     session = open_session(profile.runtime, made.path / made.manifest["model_file"], 2, TOKENIZER_OUTPUTS)
     encode = TextEncoder(made.path / "tokenizer.json", profile.input.max_length, profile.input.truncation,
