@@ -60,9 +60,7 @@ def shipped_accuracy(student, data, split, profile, work: Path) -> dict[str, Any
     """The student as the build ships it when the race takes the profile's first candidate (on x86-avx2 the usual
     winner: the int8 candidates tie on speed and the preference order decides): exported, quantized, scored by ONNX
     Runtime one text per call on dev and test. The race itself is not run."""
-    import numpy as np
-
-    from edgeft.runtime.scoring import sentence_logits
+    from edgeft.runtime.scoring import score
     from edgeft.runtime.sessions import open_session
     from edgeft.stages.export import export
     from edgeft.stages.quantize import quantize
@@ -79,12 +77,11 @@ def shipped_accuracy(student, data, split, profile, work: Path) -> dict[str, Any
     session = open_session(profile.runtime, made.path / made.manifest["model_file"], 2, TOKENIZER_OUTPUTS)
     encode = TextEncoder(made.path / "tokenizer.json", profile.input.max_length, profile.input.truncation,
                          session.input_names)
-    labels = student.manifest["labels"]
     figures = {"shipped_candidate": candidate.name}
     for part, rows in (("dev", split.dev), ("test", split.test)):
-        gold = np.array([labels.index(data.labels[i]) for i in rows])
-        logits = sentence_logits(session.run, encode, [data.texts[i] for i in rows], len(labels), batch_size=1)
-        figures[f"shipped_{part}"] = round(float((logits.argmax(-1) == gold).mean()), 4)
+        scored = score(session.run, encode, Examples.of(data, rows, "classification"), student.manifest["labels"],
+                       batch_size=1)
+        figures[f"shipped_{part}"] = round(scored["accuracy"], 4)
     return figures
 
 
