@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 # same models differ by up to 0.4. A broken runtime is off by whole logits.
 # An x86 host without VNNI multiplies u8 activations by s8 weights with AVX2's vpmaddubsw, whose int16 pair sums
 # saturate: there the x86 side, not the aarch64 one, moves. Measured on an AVX2-only EPYC: up to 0.28 on the tiny
-# arm64 bundle, every label equal.
-LOGIT_ATOL = 0.25 if {"avx512_vnni", "avx_vnni"} & set(host_description()["isa"]) else 0.4
+# arm64 bundle, every label equal; up to 0.64 per token on the tiny NER bundles (arm64 and mobile), which ship the
+# whole 8-bit word-embedding table first since 2026-12-06 (ONNX Runtime's `session.x64quantprecision` would make the
+# x86 side exact, but a .ort file cannot take it: its graph is fixed when saved).
+VNNI = bool({"avx512_vnni", "avx_vnni"} & set(host_description()["isa"]))
+LOGIT_ATOL = 0.25 if VNNI else 0.4
+TOKEN_LOGIT_ATOL = 0.25 if VNNI else 0.7
 MIN_AGREEMENT = 0.9
 TEXTS = 32  # held-out texts per bundle; about 1 s each for the int8 MiniLM under emulation
 
@@ -69,9 +73,9 @@ def assert_same_spans(bundle: Path, arm: dict) -> None:
     same = []
     for text, theirs_logits, theirs_spans, our_spans in zip(texts, arm["token_logits"], arm["spans"], ours):
         our_logits = x86.session.run(x86.encode([text]))[0]
-        np.testing.assert_allclose(np.asarray(theirs_logits, dtype=np.float32), our_logits, atol=LOGIT_ATOL)
+        np.testing.assert_allclose(np.asarray(theirs_logits, dtype=np.float32), our_logits, atol=TOKEN_LOGIT_ATOL)
         top2 = np.sort(our_logits, axis=-1)[:, -2:]
-        clear = bool(((top2[:, 1] - top2[:, 0]) > 2 * LOGIT_ATOL).all())
+        clear = bool(((top2[:, 1] - top2[:, 0]) > 2 * TOKEN_LOGIT_ATOL).all())
         # The spans themselves (type and characters); their scores follow the logits, checked above.
         spans_agree = [(s["type"], s["start"], s["end"]) for s in our_spans] == \
                       [(s["type"], s["start"], s["end"]) for s in theirs_spans]
