@@ -22,9 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 # same models differ by up to 0.4. A broken runtime is off by whole logits.
 # An x86 host without VNNI multiplies u8 activations by s8 weights with AVX2's vpmaddubsw, whose int16 pair sums
 # saturate: there the x86 side, not the aarch64 one, moves. Measured on an AVX2-only EPYC: up to 0.28 on the tiny
-# arm64 bundle, every label equal; up to 0.64 per token on the tiny NER bundles (arm64 and mobile), which ship the
-# whole 8-bit word-embedding table first since 2026-12-06 (ONNX Runtime's `session.x64quantprecision` would make the
-# x86 side exact, but a .ort file cannot take it: its graph is fixed when saved).
+# arm64 bundle, every label equal; up to 0.64 per token on the tiny NER bundles (arm64 and mobile; 2026-12-06, the
+# profiles trying the whole 8-bit word-embedding table first). ONNX Runtime's `session.x64quantprecision` rewrites
+# the weights so that x86 computes exactly, but as a level-2 graph rewrite it cannot run on the mobile bundle's
+# .ort file, which is loaded with graph optimizations off (STACK.md trap 8).
 VNNI = bool({"avx512_vnni", "avx_vnni"} & set(host_description()["isa"]))
 LOGIT_ATOL = 0.25 if VNNI else 0.4
 TOKEN_LOGIT_ATOL = 0.25 if VNNI else 0.7
