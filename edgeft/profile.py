@@ -45,6 +45,13 @@ class Isa(str, Enum):
     AVX512_VNNI = "avx512_vnni"
     ARM64 = "arm64"
 
+    @property
+    def exact_int8(self) -> bool:
+        """Whether the target's int8 matmul is exact: Arm dot products and VNNI accumulate in int32, where x86
+        without VNNI sums u8 x s8 pairs into saturating int16. A build host of the second kind scores the first
+        kind's models with exact kernels (runtime.onnxruntime_session), so that accuracy is the target's."""
+        return self in (Isa.ARM64, Isa.AVX512_VNNI)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

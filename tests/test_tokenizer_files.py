@@ -71,12 +71,21 @@ def labels_from_pipeline(model, bundle_dir, texts):
 
 @pytest.mark.parametrize("target", [t for t in available_targets() if t not in ("mobile", "openvino-cpu")])
 def test_a_pipeline_over_optimums_ortmodel_labels_texts_as_edgeft_predict(tiny_bundles, target):
+    import onnxruntime
     from optimum.onnxruntime import ORTModelForSequenceClassification
 
     code, out, err = run_edgeft(["predict", str(tiny_bundles[target]), "--json", *TEXTS])
     assert code == 0, err
     ours = [p["label"] for p in json.loads(out)]
-    model = ORTModelForSequenceClassification.from_pretrained(tiny_bundles[target])
+    # As the bundle's README shows: bundles for exact-int8 targets (Arm, VNNI) ask ONNX Runtime for exact kernels,
+    # which an x86 host without VNNI does not use by default (tests/test_exact_int8.py).
+    exact = json.loads((tiny_bundles[target] / "manifest.json").read_text())["bundle"]["exact_int8"]
+    readme = (tiny_bundles[target] / "README.md").read_text(encoding="utf-8")
+    assert ('add_session_config_entry("session.x64quantprecision", "1")' in readme) == exact
+    options = onnxruntime.SessionOptions()
+    if exact:
+        options.add_session_config_entry("session.x64quantprecision", "1")
+    model = ORTModelForSequenceClassification.from_pretrained(tiny_bundles[target], session_options=options)
     assert labels_from_pipeline(model, tiny_bundles[target], TEXTS) == ours
 
 
@@ -93,9 +102,9 @@ def test_a_pipeline_over_optimum_intels_ovmodel_labels_texts_as_edgeft_predict(t
 def test_the_mobile_bundle_reads_the_same_from_its_tokenizer_json_its_portable_files_and_ort(tiny_bundles):
     """Optimum's ORTModel loads .onnx only: the .ort model runs in a plain onnxruntime session fed by plain
     `tokenizers`, and the portable WordPiece files state the same policy as tokenizer.json."""
-    import onnxruntime as ort
     from tokenizers import Tokenizer
 
+    from edgeft.runtime.onnxruntime_session import Session
     from edgeft.runtime.wordpiece_files import read_spec
 
     bundle_dir = tiny_bundles["mobile"]
@@ -103,14 +112,15 @@ def test_the_mobile_bundle_reads_the_same_from_its_tokenizer_json_its_portable_f
     spec = read_spec(bundle_dir / "mobile")
     assert (spec.max_length, spec.truncation, spec.pad_id) == \
         (plain.truncation["max_length"], plain.truncation["direction"].lower(), plain.padding["pad_id"])
-    session = ort.InferenceSession(str(bundle_dir / "model.ort"), providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
+    # Computed as a phone computes it: exact int8, which this x86 host's own kernels may not be (test_exact_int8.py).
+    session = Session(bundle_dir / "model.ort", 1, exact_int8=True)
+    names = set(session.input_names)
     labels = json.loads((bundle_dir / "labels.json").read_text())["labels"]
     theirs = []
     for text in TEXTS:
         enc = plain.encode(text)
         feeds = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
-        logits = session.run(None, {k: np.array([v], dtype=np.int64) for k, v in feeds.items() if k in names})[0]
+        logits = session.run({k: np.array([v], dtype=np.int64) for k, v in feeds.items() if k in names})
         theirs.append(labels[int(logits[0].argmax())])
     code, out, err = run_edgeft(["predict", str(bundle_dir), "--json", *TEXTS])
     assert code == 0, err

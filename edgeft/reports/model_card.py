@@ -101,12 +101,19 @@ def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:
         return ""
     module = "optimum.intel" if profile.format is ModelFormat.OPENVINO_IR else "optimum.onnxruntime"
     cls = f"OVModelFor{kind}" if profile.format is ModelFormat.OPENVINO_IR else f"ORTModelFor{kind}"
+    load, exact = f"{cls}.from_pretrained(folder)", ""
+    if profile.isa.exact_int8 and profile.format is ModelFormat.ONNX:
+        # The bundle's `exact_int8`: off the device, an x86 CPU without VNNI would clip int8 sums the target does not.
+        load = f"{cls}.from_pretrained(folder, session_options=options)"
+        exact = ("import onnxruntime\n# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
+                 "options = onnxruntime.SessionOptions()\n"
+                 'options.add_session_config_entry("session.x64quantprecision", "1")\n')
     return f"""
 With Hugging Face Optimum (same labels as `edgeft predict`; tested):
 ```python
-from transformers import AutoTokenizer, pipeline
+{exact}from transformers import AutoTokenizer, pipeline
 from {module} import {cls}
-tagger = pipeline("{task}", model={cls}.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+tagger = pipeline("{task}", model={load}, tokenizer=AutoTokenizer.from_pretrained(folder))
 {call}
 ```
 """

@@ -42,7 +42,9 @@ class Bundle:
         self.labels: list[str] = list(spec["labels"])
         self.max_length: int = spec["input"]["max_length"]
         self.threads: int = threads or spec["threads"]
-        self.session = open_session(self.runtime, path / spec["model_file"], self.threads, TOKENIZER_OUTPUTS)
+        # Bundles written before the flag have none: their sessions keep the host's own int8 kernels.
+        self.session = open_session(self.runtime, path / spec["model_file"], self.threads, TOKENIZER_OUTPUTS,
+                                    exact_int8=bool(spec.get("exact_int8", False)))
         # The graph's own input names decide what is fed; manifest "model_inputs" records them for app authors.
         self.encoder = TextEncoder(path / spec["tokenizer_file"], self.max_length, spec["input"]["truncation"],
                                    self.session.input_names)

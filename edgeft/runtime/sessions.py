@@ -39,9 +39,11 @@ def _module(runtime: Runtime | str):
     return importlib.import_module(_MODULES[Runtime(runtime)])
 
 
-def open_session(runtime: Runtime | str, path: Path, threads: int, provided: tuple[str, ...]) -> Session:
-    """A ready session for `path`, refusing a graph that needs an input the tokenizer does not give."""
-    session = _module(runtime).Session(path, threads)
+def open_session(runtime: Runtime | str, path: Path, threads: int, provided: tuple[str, ...],
+                 exact_int8: bool = False) -> Session:
+    """A ready session for `path`, refusing a graph that needs an input the tokenizer does not give. `exact_int8`:
+    int8 products computed as a target without x86's saturating u8 x s8 kernels does (profile.Isa.exact_int8)."""
+    session = _module(runtime).Session(path, threads, exact_int8)
     check_inputs(path.name, session.input_names, provided)
     return session
 

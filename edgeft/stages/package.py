@@ -132,7 +132,9 @@ def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, label
             "tokenizer_file": "tokenizer.json", "labels": labels,
             "pad_token_id": pad_token_id(folder / "tokenizer.json"), "input": profile.input.model_dump(),
             "threads": profile.threads, "execution_providers": list(profile.execution_providers),
-            "bench": profile.bench.model_dump()}
+            "bench": profile.bench.model_dump(),
+            # Arm and VNNI targets: sessions off the device compute int8 exactly, as the device does (Isa.exact_int8).
+            "exact_int8": profile.isa.exact_int8}
 
 
 def model_files(folder: Path, model_file: Path) -> list[Path]:

@@ -94,7 +94,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             shipped = backend(runtime).convert(artifact.path / artifact.manifest["model_file"], Path(tmp) / name,
                                                profile.format)
             # Accuracy does not depend on the thread count, so it uses every core; latency uses the profile's.
-            scorer = open_session(runtime, shipped, os.cpu_count() or 1, TOKENIZER_OUTPUTS)
+            # Arm and VNNI targets multiply int8 exactly; this host may not (Isa.exact_int8).
+            scorer = open_session(runtime, shipped, os.cpu_count() or 1, TOKENIZER_OUTPUTS, profile.isa.exact_int8)
             encode = TextEncoder(artifact.path / "tokenizer.json", profile.input.max_length,
                                  profile.input.truncation, scorer.input_names)
             t0 = time.perf_counter()
@@ -104,7 +105,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             del scorer
             console.print(f"  {name}: dev {PRIMARY_NAME[task]} {metrics[metric]:.4f} ({time.perf_counter() - t0:.1f} s)")
             if timed_here:
-                sessions[name] = (open_session(runtime, shipped, profile.threads, TOKENIZER_OUTPUTS), encode)
+                sessions[name] = (open_session(runtime, shipped, profile.threads, TOKENIZER_OUTPUTS,
+                                               profile.isa.exact_int8), encode)
             rows[name] = {**_describe(candidate, artifact), "metric": PRIMARY_NAME[task], "dev_score": metrics[metric],
                           "dev_macro_f1": metrics["macro_f1"],
                           "size_mb": sum(f.stat().st_size for f in model_files(shipped.parent, shipped)) / 2**20}
