@@ -100,8 +100,8 @@ def test_a_pipeline_over_optimum_intels_ovmodel_labels_texts_as_edgeft_predict(t
 
 
 def test_the_mobile_bundle_reads_the_same_from_its_tokenizer_json_its_portable_files_and_ort(tiny_bundles):
-    """Optimum's ORTModel loads .onnx only: the .ort model runs in a plain onnxruntime session fed by plain
-    `tokenizers`, and the portable WordPiece files state the same policy as tokenizer.json."""
+    """Optimum's ORTModel loads .onnx only: the .ort model runs in an onnxruntime session fed by plain `tokenizers`,
+    and the portable WordPiece files state the same policy as tokenizer.json."""
     from tokenizers import Tokenizer
 
     from edgeft.runtime.onnxruntime_session import Session

@@ -19,8 +19,8 @@ def openvino_module():
 
 class Session:
     def __init__(self, path: Path, threads: int, exact_int8: bool = False) -> None:
-        # exact_int8 (sessions.open_session) names ONNX Runtime's switch; OpenVINO's CPU plugin picks its own int8
-        # kernels, and the profiles that use it target x86 (avx2), whose arithmetic this host's is.
+        # exact_int8 (sessions.open_session) is ONNX Runtime's switch and is not read here: OpenVINO's CPU plugin
+        # picks its own int8 kernels, and the profiles that use it target x86 CPUs (avx2), as the build host is.
         ov = openvino_module()
         core = ov.Core()
         try:
