@@ -2,13 +2,14 @@
 agrees with (docs/experiments/int8-arithmetic.md).
 
 On x86 without VNNI, ONNX Runtime multiplies u8 activations by s8 weights with vpmaddubsw, whose int16 pair sums
-clip; Arm's dot products (and VNNI) accumulate exactly. For one bundle this scores the test split of the build's
-split (seed 0) twice on this host, batch 1: with the host's default kernels and with the exact ones
-(`session.x64quantprecision`, what edgeft's sessions ask for when a bundle's `exact_int8` is set). Then the emulated
-aarch64 runtime (`make arm64-runtime`) labels every text on which the two disagree, plus as many others drawn at
-random, and the script counts which x86 session it agrees with. Labels only: emulated latency means nothing.
+clip; Arm's dot products (and VNNI) accumulate exactly. For one bundle this scores a held-out split (seed 0, as the
+build splits; test unless --split dev) twice on this host, batch 1: with the host's default kernels and with the
+exact ones (`session.x64quantprecision`, what edgeft's sessions ask for when a bundle's `exact_int8` is set). Then
+the emulated aarch64 runtime (`make arm64-runtime`) labels every text on which the two disagree, plus as many others
+drawn at random (at least 10), and the script counts which x86 session it agrees with. Labels only: emulated
+latency means nothing.
 
-    .venv/bin/python benchmarks/exact_int8.py bundles/arm64 [--data packaged:tweets] [--format ort]
+    .venv/bin/python benchmarks/exact_int8.py bundles/arm64 [--data packaged:bbc] [--split dev] [--format ort]
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ def logits(model: Path, bundle: Bundle, texts: list[str], exact: bool) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path, help="an arm64 (or any dynamic-int8 ONNX Runtime) bundle")
-    parser.add_argument("--data", default="packaged:tweets", help="the build's data; its seed-0 test split is scored")
+    parser.add_argument("--data", default="packaged:tweets", help="the build's data (its split of seed 0)")
     parser.add_argument("--format", choices=["onnx", "ort"], default="onnx",
                         help="ort: score the bundle's model converted as the mobile target ships it")
+    parser.add_argument("--split", choices=["test", "dev"], default="test", help="which held-out split to score")
     parser.add_argument("--no-emulator", action="store_true", help="skip the aarch64 check")
     args = parser.parse_args()
     bundle = Bundle(args.bundle, read_manifest(args.bundle))
     data = load_dataset(args.data)
     split = split_dataset(data, 0)
-    texts, gold = [data.texts[i] for i in split.test], [data.labels[i] for i in split.test]
+    held_out = split.test if args.split == "test" else split.dev
+    texts, gold = [data.texts[i] for i in held_out], [data.labels[i] for i in held_out]
     host = host_description()
     print(f"host: {host['cpu']} ({', '.join(host['isa'])}); saturating u8 x s8 kernels: {host_saturates_int8()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +70,8 @@ def main() -> None:
     labels = np.array(bundle.labels)
     for name, z, seconds in (("default", default, default_s), ("exact", exact, exact_s)):
         accuracy = float(np.mean(labels[z.argmax(-1)] == np.array(gold)))
-        print(f"{name:>8}: test accuracy {accuracy:.4f} on {len(texts)} texts, {seconds:.1f} s (batch 1, 2 threads)")
+        print(f"{name:>8}: {args.split} accuracy {accuracy:.4f} on {len(texts)} texts, {seconds:.1f} s "
+              f"(batch 1, 2 threads)")
     differ = np.flatnonzero(default.argmax(-1) != exact.argmax(-1)).tolist()
     print(f"labels that differ: {len(differ)} of {len(texts)}; largest logit difference "
           f"{np.abs(default - exact).max():.3f}, mean {np.abs(default - exact).mean():.4f}")
