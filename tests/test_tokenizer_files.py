@@ -74,6 +74,8 @@ def test_a_pipeline_over_optimums_ortmodel_labels_texts_as_edgeft_predict(tiny_b
     import onnxruntime
     from optimum.onnxruntime import ORTModelForSequenceClassification
 
+    from edgeft.runtime.onnxruntime_session import EXACT_INT8_KEY
+
     code, out, err = run_edgeft(["predict", str(tiny_bundles[target]), "--json", *TEXTS])
     assert code == 0, err
     ours = [p["label"] for p in json.loads(out)]
@@ -81,10 +83,10 @@ def test_a_pipeline_over_optimums_ortmodel_labels_texts_as_edgeft_predict(tiny_b
     # which an x86 host without VNNI does not use by default (tests/test_exact_int8.py).
     exact = json.loads((tiny_bundles[target] / "manifest.json").read_text())["bundle"]["exact_int8"]
     readme = (tiny_bundles[target] / "README.md").read_text(encoding="utf-8")
-    assert ('add_session_config_entry("session.x64quantprecision", "1")' in readme) == exact
+    assert (f'add_session_config_entry("{EXACT_INT8_KEY}", "1")' in readme) == exact
     options = onnxruntime.SessionOptions()
     if exact:
-        options.add_session_config_entry("session.x64quantprecision", "1")
+        options.add_session_config_entry(EXACT_INT8_KEY, "1")
     model = ORTModelForSequenceClassification.from_pretrained(tiny_bundles[target], session_options=options)
     assert labels_from_pipeline(model, tiny_bundles[target], TEXTS) == ours
 

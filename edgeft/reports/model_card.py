@@ -6,6 +6,7 @@ from typing import Any
 
 from edgeft.profile import ModelFormat, TargetProfile
 from edgeft.reports.tables import selection_rows
+from edgeft.runtime.onnxruntime_session import EXACT_INT8_KEY
 
 
 def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any], spec: dict[str, Any],
@@ -107,7 +108,7 @@ def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:
         load = f"{cls}.from_pretrained(folder, session_options=options)"
         exact = ("import onnxruntime\n# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
                  "options = onnxruntime.SessionOptions()\n"
-                 'options.add_session_config_entry("session.x64quantprecision", "1")\n')
+                 f'options.add_session_config_entry("{EXACT_INT8_KEY}", "1")\n')
     return f"""
 With Hugging Face Optimum (same labels as `edgeft predict`; tested):
 ```python

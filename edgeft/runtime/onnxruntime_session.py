@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from edgeft.errors import StageFailed
 EXACT_INT8_KEY = "session.x64quantprecision"
 
 
+@cache  # the CPU does not change; select opens a session per candidate
 def host_saturates_int8() -> bool:
     """Whether this CPU's int8 matmul saturates: x86 without VNNI sums u8 x s8 pairs into int16 (vpmaddubsw), so
     two large products clip. Arm dot products and VNNI (vpdpbusd) accumulate in int32, exactly."""
