@@ -3,9 +3,9 @@ x86-avx2-teacher bundle (the fine-tuned teacher, int8) against what the peers gi
 the openvino-cpu bundle against OpenVINO's own peers (below).
 
 The peer chain is what a user of Optimum does today with the same fine-tuned teacher: Optimum's ONNX export
-(`ORTModelForSequenceClassification.from_pretrained(teacher, export=True)`), then `ORTQuantizer` with a dynamic
-preset, every other setting left at its default: `AutoQuantizationConfig.avx2(is_static=False)`, and the preset for
-the host's best ISA (`avx512_vnni` where the CPU has VNNI, `avx512` with AVX-512 alone), which a user on that host
+(`ORTModelForSequenceClassification.from_pretrained(teacher, export=True)`, or `onnx_export_from_model` for a
+mean-pooled teacher), then `ORTQuantizer` with a dynamic preset, every other setting left at its default:
+`AutoQuantizationConfig.avx2(is_static=False)`, and the preset for the host's best ISA (`avx512_vnni` where the CPU has VNNI, `avx512` with AVX-512 alone), which a user on that host
 would pick. The goals are judged against the faster of the two. The edgeft side is
 `edgeft build --target x86-avx2` on the same data, whose teacher fine-tune is the very folder the peer starts from
 (and `--target x86-avx2-teacher`, the same teacher without distillation, for reference).
@@ -78,11 +78,19 @@ def peer_chain(teacher: Path, work: Path, task: str = "classification") -> dict[
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTModelForTokenClassification, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
+    from edgeft.backends.onnxruntime import export
+    from edgeft.stages.pooling import saved_pooling
+
     model_class = ORTModelForTokenClassification if task == "ner" else ORTModelForSequenceClassification
     out = work / sha256_json([task, str(teacher.resolve())])[:16]
     fp32 = out / "optimum-fp32"
     if not (fp32 / "model.onnx").is_file():
-        model_class.from_pretrained(teacher, export=True).save_pretrained(fp32)
+        if saved_pooling(teacher) == "mean":
+            # A mean-pooled teacher (stages/pooling.py) goes through Optimum's exporter as a loaded model: the
+            # folder export would rebuild the stock [CLS]-pooled class around it.
+            export(teacher, fp32, task)
+        else:
+            model_class.from_pretrained(teacher, export=True).save_pretrained(fp32)
     files = {"fp32": fp32 / "model.onnx"}
     for preset in dict.fromkeys(("avx2", host_best_preset())):
         int8 = out / f"optimum-int8-{preset}"

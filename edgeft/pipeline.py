@@ -70,6 +70,7 @@ class BuildResult:
 def build(req: BuildRequest) -> BuildResult:
     from edgeft.stages.finetune import FinetuneSpec, model_hash
     from edgeft.stages.package import HeldOut, package, versions
+    from edgeft.stages.pooling import saved_pooling
     from edgeft.stages.quantize import calibration_texts, check_supported
     from edgeft.stages.torch_model import check_freeze_layers, check_model_folder
 
@@ -250,7 +251,8 @@ def build(req: BuildRequest) -> BuildResult:
                                            "texts_sha256": sha256_json(calib[name])} for name in recipes},
         },
         "selection": selection.record,
-        "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")},
+        "finetune": {k: teacher.manifest[k] for k in ("spec", "device", "train_samples", "metrics")}
+                    | {"pooling": saved_pooling(teacher.path) if req.task == "classification" else None},
         "distill": ({k: shipped_source.manifest[k] for k in ("spec", "device", "train_samples", "extra_texts",
                                                               "student", "metrics", "soft_targets",
                                                               "windows", "augmented")}

@@ -11,6 +11,8 @@ import numpy as np
 from edgeft.backends.validation import Validation
 from edgeft.errors import MissingBackend, StageFailed
 from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
+from edgeft.stages.pooling import saved_pooling
+from edgeft.stages.torch_model import load_classifier
 
 MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
 SCHEMES = (Scheme.FP32, Scheme.DYNAMIC_INT8, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
@@ -34,6 +36,12 @@ def _optimum_ort():
 def export(hf_dir: Path, out: Path, task: str = "classification") -> Path:
     """Optimum's ONNX export of a sequence- or token-classification model folder: out/model.onnx + config.json."""
     optimum_ort = _optimum_ort()
+    if task == "classification" and saved_pooling(hf_dir) == "mean":
+        # Optimum's folder export would build the stock [CLS]-pooled class; the mean-pooled model goes in as loaded.
+        from optimum.exporters.onnx import onnx_export_from_model
+
+        onnx_export_from_model(load_classifier(hf_dir), out, task="text-classification")
+        return out / MODEL_FILES[ModelFormat.ONNX]
     cls = optimum_ort.ORTModelForTokenClassification if task == "ner" else optimum_ort.ORTModelForSequenceClassification
     model = cls.from_pretrained(hf_dir, export=True)
     model.save_pretrained(out)

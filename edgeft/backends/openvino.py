@@ -12,6 +12,8 @@ from edgeft.backends.validation import Validation
 from edgeft.errors import MissingBackend, StageFailed
 from edgeft.runtime.openvino_session import openvino_module
 from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
+from edgeft.stages.pooling import saved_pooling
+from edgeft.stages.torch_model import load_classifier
 
 MODEL_FILES = {ModelFormat.OPENVINO_IR: "openvino_model.xml"}
 SCHEMES = (Scheme.FP32, Scheme.STATIC_INT8, Scheme.WEIGHT_INT8)
@@ -25,6 +27,12 @@ def export(hf_dir: Path, out: Path, task: str = "classification") -> Path:
         from optimum.intel import OVModelForSequenceClassification, OVModelForTokenClassification
     except ImportError:
         raise MissingBackend("optimum-intel", "build") from None
+    if task == "classification" and saved_pooling(hf_dir) == "mean":
+        # As for ONNX: the folder export would build the stock [CLS]-pooled class. No ov_config: weights stay fp32.
+        from optimum.exporters.openvino import export_from_model
+
+        export_from_model(load_classifier(hf_dir), out, task="text-classification")
+        return out / MODEL_FILES[ModelFormat.OPENVINO_IR]
     cls = OVModelForTokenClassification if task == "ner" else OVModelForSequenceClassification
     # load_in_8bit=False: Optimum-Intel would otherwise decide on weight compression by model size.
     model = cls.from_pretrained(hf_dir, export=True, compile=False, load_in_8bit=False)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, SelectMetric, TextColumn,
-                                recipe_overrides)
+from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, PoolingOption,
+                                SelectMetric, TextColumn, recipe_overrides)
 
 
 def build(
@@ -31,6 +31,7 @@ def build(
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,
     freeze_layers: int | None = FreezeLayers,
+    pooling: str | None = PoolingOption,
     max_train_samples: int | None = typer.Option(None, "--max-train-samples",
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
@@ -70,7 +71,7 @@ def build(
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
     overrides: dict = recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers,
-                                       max_train_samples)
+                                       max_train_samples, pooling)
     if learning_rate is not None:
         overrides["learning_rate"] = learning_rate
     if batch_size is not None:

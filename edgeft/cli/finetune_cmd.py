@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, SelectMetric, TextColumn,
-                                recipe_overrides)
+from edgeft.cli.options import (ClassWeights, Encoding, FreezeLayers, LabelColumn, MinSteps, PoolingOption,
+                                SelectMetric, TextColumn, recipe_overrides)
 
 
 def finetune(
@@ -32,6 +32,7 @@ def finetune(
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,
     freeze_layers: int | None = FreezeLayers,
+    pooling: str | None = PoolingOption,
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = automatic: "
@@ -77,7 +78,8 @@ def finetune(
                "compile": compile_model, "peft": peft, "lora_r": lora_r, "seed": seed, "device": device}
     # Options left unset keep the recipe's defaults; a named 0 (batch size, subset) stays None: automatic, all.
     given = {**{k: v for k, v in options.items() if v is not None},
-             **recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers, max_train_samples)}
+             **recipe_overrides(epochs, min_steps, class_weights, select_metric, freeze_layers, max_train_samples,
+                              pooling)}
     if batch_size is not None:
         given["batch_size"] = batch_size or None
     try:

@@ -23,13 +23,16 @@ ClassWeights = typer.Option(None, "--class-weights", help="none, or balanced: lo
                             "for imbalanced labels [default: none].")
 SelectMetric = typer.Option(None, "--select-metric", help="Dev figure that keeps the best epoch: accuracy or "
                             "macro_f1 (a majority-only model scores low on it) [default: accuracy].")
+PoolingOption = typer.Option(None, "--pooling", help="Classification: what the head reads. auto (the pooling the "
+                             "base model was trained with: mean for a sentence-transformers folder that says so), "
+                             "cls (BERT's pooler) or mean [default: auto].")
 FreezeLayers = typer.Option(None, "--freeze-layers", help="The lowest N encoder layers (and the embeddings) keep "
                             "their pretrained weights: cheaper training steps [default: 0].")
 
 
 def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: str | None,
                      select_metric: str | None, freeze_layers: int | None = None,
-                     max_train_samples: int | None = None) -> dict[str, object]:
+                     max_train_samples: int | None = None, pooling: str | None = None) -> dict[str, object]:
     """Fine-tuning fields the user named. --epochs alone means those epochs exactly: the step floor and the one pass
     over fresh texts are for the default recipe, not for a user who counted their epochs or chose the subset."""
     given: dict[str, object] = {}
@@ -48,4 +51,6 @@ def recipe_overrides(epochs: int | None, min_steps: int | None, class_weights: s
         given["select_metric"] = select_metric
     if freeze_layers is not None:
         given["freeze_layers"] = freeze_layers
+    if pooling is not None:
+        given["pooling"] = pooling
     return given

@@ -24,6 +24,11 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
                   f"{st['parameters'] / 1e6:.1f} M parameters against the teacher's {st['teacher_parameters'] / 1e6:.1f} M, "
                   f"trained on {distilled['train_samples']} labelled and {distilled['extra_texts']} unlabelled texts "
                   f"with the teacher's soft targets.\n")
+    if (manifest.get("finetune") or {}).get("pooling") == "mean":
+        # Whoever re-exports the teacher folder with stock tools must know its head is not BERT's [CLS] pooler.
+        origin += ("\nThe classifier reads the mean of the last layer's token vectors over the real tokens (the "
+                   "pooling the base model was trained with), not BERT's [CLS] pooler; the exported graph computes "
+                   "it, so the model files here need nothing extra.\n")
     table_note = _word_embeddings_line(report.get("word_embeddings"))
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r.get('score', r['accuracy']):.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])

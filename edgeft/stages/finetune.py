@@ -24,6 +24,7 @@ from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.errors import BadInput
 from edgeft.metrics import accuracy, macro_f1
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.stages.pooling import resolve_pooling
 from edgeft.stages.torch_model import (TOKENIZER_FILES, load_classifier, set_training_options, torch_logits,
                                        torch_modules, torch_runner)
 from edgeft.stages.training import PATIENCE_STEPS, Schedule, StepPlan, Workers, train, write_dev_predictions
@@ -81,6 +82,9 @@ class FinetuneSpec(BaseModel):
     # The lowest N encoder layers (and all embeddings) keep their pretrained weights: backward stops above them.
     freeze_layers: int = Field(0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    # Classification: the vector the head reads. auto = the pooling the base encoder was trained with (mean for a
+    # sentence-transformers folder that says so, else BERT's [CLS] pooler); stages/pooling.py.
+    pooling: Literal["auto", "cls", "mean"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
     # LoRA: low-rank adapters on the attention and feed-forward projections (peft); merged into the weights before
@@ -137,7 +141,8 @@ def finetune(base_model: Path, data, split: Split, spec: FinetuneSpec, work_dir:
     labels = labels_of(data, spec.task)
     device = resolve_device(spec.device)
     workers = Workers.from_env()
-    key = {"base_model": model_hash(base_model), "data": data.sha256, "split": split.sha256, "labels": labels,
+    key = {"base_model": model_hash(base_model), "pooling": resolve_pooling(spec.pooling, base_model, spec.task),
+           "data": data.sha256, "split": split.sha256, "labels": labels,
            "spec": spec.model_dump(exclude={"device"}), "processes": workers.world_size,
            "versions": library_versions("torch", "transformers", "peft")}
     # An interrupted run leaves its last checkpoint here; the same command resumes from it.
@@ -160,7 +165,8 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
     torch, _ = torch_modules()
     torch.manual_seed(spec.seed)
     encode = TextEncoder(base_model / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
-    model = load_classifier(base_model, labels, spec.task).to(device)
+    pooling = resolve_pooling(spec.pooling, base_model, spec.task)
+    model = load_classifier(base_model, labels, spec.task, pooling).to(device)
     set_training_options(model, spec.dropout, spec.freeze_embeddings, spec.freeze_layers)
     if spec.peft == "lora":
         model = _with_lora(model, spec)
@@ -184,7 +190,7 @@ def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: lis
     if spec.peft == "lora":
         model = model.merge_and_unload()  # plain weights: export and every runtime see an ordinary model
     save_model(model, base_model, out)
-    return {"kind": "hf-model", "task": spec.task, "labels": labels, "device": device,
+    return {"kind": "hf-model", "task": spec.task, "labels": labels, "device": device, "pooling": pooling,
             "spec": spec.model_dump(), "train_samples": len(examples.lengths),
             "trainable_parameters": trainable, "learning_rate": learning_rate, "batch_size": batch_size,
             "plan": {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch, "max_steps": plan.steps,

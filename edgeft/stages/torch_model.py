@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.errors import BadInput, MissingBackend
+from edgeft.stages.pooling import Pooling, mean_pooled_class, saved_pooling
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -55,16 +56,20 @@ def _check_frozen_count(freeze_layers: int, layers: int | None) -> None:
 TASK_MODEL_CLASSES = {"classification": "AutoModelForSequenceClassification", "ner": "AutoModelForTokenClassification"}
 
 
-def load_classifier(model_dir: Path, labels: list[str] | None = None, task: str = "classification"):
-    """A sequence (or token) classifier from safetensors only, never with remote code. `labels` sets a new head."""
+def load_classifier(model_dir: Path, labels: list[str] | None = None, task: str = "classification",
+                    pooling: Pooling | None = None):
+    """A sequence (or token) classifier from safetensors only, never with remote code. `labels` sets a new head;
+    `pooling` chooses a new head's pooling (None: as the folder's config.json says, stages/pooling.py)."""
     _, transformers = torch_modules()
     kwargs = {}
     if labels is not None:
         # A base that is already a classifier (other labels) gets a fresh head of the right size.
         kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                   "label2id": {label: i for i, label in enumerate(labels)}, "ignore_mismatched_sizes": True}
-    return getattr(transformers, TASK_MODEL_CLASSES[task]).from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
+    cls = getattr(transformers, TASK_MODEL_CLASSES[task])
+    if task == "classification" and (pooling or saved_pooling(model_dir)) == "mean":
+        cls = mean_pooled_class()
+    return cls.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
 
 
 def set_training_options(model, dropout: float, freeze_embeddings: bool, freeze_layers: int = 0) -> None:

@@ -1,0 +1,122 @@
+"""A sentence-embedding encoder is fine-tuned on the pooling it was trained with: the mean over its real tokens.
+
+The packaged MiniLM (and the tiny fixture model, which mimics its folder) says so in `1_Pooling/config.json`;
+`pooling: auto` reads it. The mean-pooled classifier must be what every loader, both exports and the runtime see,
+so these tests check the model itself, its round trip through config.json, and ONNX Runtime and OpenVINO against
+PyTorch. Why it is the default: docs/experiments/recipes.md, section 17.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeft.errors import BadInput
+from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.stages.pooling import POOLING_KEY, mean_pooled_class, pretrained_pooling, resolve_pooling, saved_pooling
+from edgeft.stages.torch_model import load_classifier, torch_logits
+
+from conftest import run_edgeft
+
+LABELS = ["negative", "neutral", "positive"]
+# A short and a long text in one batch: the short one is padded, and its logits must not see the padding.
+TEXTS = ["good day", "the report was very bad and the window was broken so it was an awful monday"]
+
+
+def sentence_transformers_folder(tmp_path: Path, model_type: str = "bert", **modes: bool) -> Path:
+    folder = tmp_path / "base"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(modes), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("modes, expected", [
+    ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, "mean"),
+    ({"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}, "cls"),
+    # Mean and max concatenated is a head a BERT classifier cannot express: keep the architecture's own.
+    ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, "cls"),
+])
+def test_auto_follows_the_pooling_module_of_a_sentence_transformers_folder(tmp_path, modes, expected):
+    folder = sentence_transformers_folder(tmp_path, **modes)
+    assert pretrained_pooling(folder) == expected
+    assert resolve_pooling("auto", folder, "classification") == expected
+
+
+def test_a_plain_model_folder_keeps_the_cls_pooler_and_token_tasks_have_no_pooling_to_choose(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    assert resolve_pooling("auto", plain, "classification") == "cls"
+    mean = sentence_transformers_folder(tmp_path, pooling_mode_mean_tokens=True)
+    assert resolve_pooling("mean", mean, "ner") == "cls"
+
+
+def test_mean_pooling_is_built_for_bert_encoders_only(tmp_path):
+    other = sentence_transformers_folder(tmp_path, model_type="distilbert", pooling_mode_mean_tokens=True)
+    assert resolve_pooling("auto", other, "classification") == "cls"
+    with pytest.raises(BadInput, match="pooling=mean: the model in .* is 'distilbert'.*use pooling=cls"):
+        resolve_pooling("mean", other, "classification")
+
+
+def test_the_mean_pooled_classifier_ignores_padding_and_survives_save_and_load(tiny_model, tmp_path):
+    model = load_classifier(tiny_model, LABELS, pooling="mean").eval()
+    assert type(model) is mean_pooled_class() and model.bert.pooler is None
+    assert not any("pooler" in name for name in model.state_dict())
+    encode = TextEncoder(tiny_model / "tokenizer.json", 32, "right", TOKENIZER_OUTPUTS)
+    together = torch_logits(model, encode, TEXTS)
+    alone = torch_logits(model, encode, TEXTS[:1])
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-5)
+
+    model.save_pretrained(tmp_path / "saved", safe_serialization=True)
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())[POOLING_KEY] == "mean"
+    assert saved_pooling(tmp_path / "saved") == "mean"
+    again = load_classifier(tmp_path / "saved")
+    assert type(again) is mean_pooled_class()
+    np.testing.assert_allclose(torch_logits(again, encode, TEXTS), together, atol=1e-6)
+
+
+def test_onnx_runtime_and_openvino_exports_of_a_mean_pooled_classifier_match_pytorch(tiny_model, tmp_path):
+    import onnxruntime as ort
+    import openvino as ov
+
+    from edgeft.backends import onnxruntime as ort_backend
+    from edgeft.backends import openvino as ov_backend
+
+    torch_model = load_classifier(tiny_model, LABELS, pooling="mean").eval()
+    torch_model.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    encode = TextEncoder(tiny_model / "tokenizer.json", 32, "right", TOKENIZER_OUTPUTS)
+    feeds = encode(TEXTS)
+    expected = torch_logits(torch_model, encode, TEXTS)
+
+    onnx_file = ort_backend.export(tmp_path / "hf", tmp_path / "onnx")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    np.testing.assert_allclose(session.run(None, {k: v for k, v in feeds.items() if k in names})[0], expected,
+                               atol=1e-4)
+    # The quantizer keeps the head float by name: mean pooling leaves one matmul between the tokens and the logits.
+    nodes = ort_backend.classifier_nodes(onnx_file)
+    assert len(nodes) == 1 and "classifier" in nodes[0]
+
+    ir = ov_backend.export(tmp_path / "hf", tmp_path / "ov")
+    compiled = ov.Core().compile_model(str(ir), "CPU")
+    inputs = {port.any_name: feeds[port.any_name] for port in compiled.inputs}
+    np.testing.assert_allclose(compiled(inputs)[0], expected, atol=1e-4)
+
+
+def test_finetune_records_its_pooling_and_cls_stays_a_choice(tiny_model, tiny_csv, tmp_path):
+    common = ["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--work-dir", str(tmp_path / "w"),
+              "--epochs", "1", "--learning-rate", "3e-3", "--batch-size", "16", "--device", "cpu"]
+    code, _, err = run_edgeft([*common, "--out", str(tmp_path / "auto")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "auto" / "manifest.json").read_text())["pooling"] == "mean"
+    assert type(load_classifier(tmp_path / "auto")) is mean_pooled_class()
+
+    code, _, err = run_edgeft([*common, "--pooling", "cls", "--out", str(tmp_path / "cls")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "cls" / "manifest.json").read_text())["pooling"] == "cls"
+    assert saved_pooling(tmp_path / "cls") == "cls"
+    assert type(load_classifier(tmp_path / "cls")).__name__ == "BertForSequenceClassification"
