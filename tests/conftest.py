@@ -41,8 +41,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
-    # Also as sentence-transformers ships them: trained through a mean over token vectors, which `pooling: auto`
-    # follows (stages/pooling.py), so every tiny classification bundle takes the packaged model's path.
+    # Also as sentence-transformers ships them: trained through a mean over token vectors, which `--pooling auto`
+    # follows (stages/pooling.py; the default is BERT's [CLS] pooler).
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": false, '
                                                       '"pooling_mode_mean_tokens": true}', encoding="utf-8")

@@ -231,7 +231,7 @@ def test_the_training_loop_ends_where_trainer_ends_on_the_same_batches(tiny_mode
     ours = load_classifier(finetune(tiny_model, ds, split, FinetuneSpec(**settings), tmp_path / "w").path)
 
     torch.manual_seed(0)  # the head's initial weights, drawn as the fine-tune stage draws them
-    theirs = load_classifier(tiny_model, ds.label_names, pooling="mean")  # as `pooling: auto` reads the tiny model
+    theirs = load_classifier(tiny_model, ds.label_names)
     set_training_options(theirs, 0.0, freeze_embeddings=False)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model)
     texts = [ds.texts[split.train[i]] for i in order]
@@ -248,7 +248,7 @@ def test_the_training_loop_ends_where_trainer_ends_on_the_same_batches(tiny_mode
     trainer.train()
 
     a, b = ours.state_dict(), theirs.state_dict()
-    base = load_classifier(tiny_model, ds.label_names, pooling="mean").state_dict()
+    base = load_classifier(tiny_model, ds.label_names).state_dict()
     moved = max(float((a[k] - base[k]).abs().max()) for k in a if not k.startswith("classifier"))
     assert moved > 1e-2  # ours trained (so theirs, equal to it, did too): not two untouched models compared
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6

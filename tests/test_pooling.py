@@ -19,7 +19,7 @@ from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.stages.pooling import POOLING_KEY, mean_pooled_class, pretrained_pooling, resolve_pooling, saved_pooling
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
-from conftest import run_edgeft
+from conftest import run_edgeft, tiny_build_args
 
 LABELS = ["negative", "neutral", "positive"]
 # A short and a long text in one batch: the short one is padded, and its logits must not see the padding.
@@ -107,16 +107,33 @@ def test_onnx_runtime_and_openvino_exports_of_a_mean_pooled_classifier_match_pyt
     np.testing.assert_allclose(compiled(inputs)[0], expected, atol=1e-4)
 
 
-def test_finetune_records_its_pooling_and_cls_stays_a_choice(tiny_model, tiny_csv, tmp_path):
+def test_finetune_keeps_the_cls_pooler_by_default_and_auto_follows_the_base_folder(tiny_model, tiny_csv, tmp_path):
     common = ["finetune", "--model", str(tiny_model), "--data", str(tiny_csv), "--work-dir", str(tmp_path / "w"),
               "--epochs", "1", "--learning-rate", "3e-3", "--batch-size", "16", "--device", "cpu"]
-    code, _, err = run_edgeft([*common, "--out", str(tmp_path / "auto")])
+    code, _, err = run_edgeft([*common, "--out", str(tmp_path / "default")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "default" / "manifest.json").read_text())["pooling"] == "cls"
+    assert saved_pooling(tmp_path / "default") == "cls"
+    assert type(load_classifier(tmp_path / "default")).__name__ == "BertForSequenceClassification"
+
+    code, _, err = run_edgeft([*common, "--pooling", "auto", "--out", str(tmp_path / "auto")])
     assert code == 0, err
     assert json.loads((tmp_path / "auto" / "manifest.json").read_text())["pooling"] == "mean"
     assert type(load_classifier(tmp_path / "auto")) is mean_pooled_class()
 
-    code, _, err = run_edgeft([*common, "--pooling", "cls", "--out", str(tmp_path / "cls")])
+
+def test_a_mean_pooled_build_narrows_distils_exports_and_ships_a_student_that_learned(tiny_model, tiny_csv, tmp_path):
+    """Every stage after the fine-tune takes the mean-pooled teacher as it is: the narrowed student keeps its pooling,
+    Optimum exports it, and the shipped int8 file scores the learnable tiny data well (a [CLS]-pooled export of a
+    mean-pooled model would read an untrained pooler and score near chance)."""
+    out = tmp_path / "bundle"
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, out, tmp_path / "w", "--pooling",
+                                              "mean"))
     assert code == 0, err
-    assert json.loads((tmp_path / "cls" / "manifest.json").read_text())["pooling"] == "cls"
-    assert saved_pooling(tmp_path / "cls") == "cls"
-    assert type(load_classifier(tmp_path / "cls")).__name__ == "BertForSequenceClassification"
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert manifest["finetune"]["pooling"] == "mean"
+    student = next(Path(step["path"]) for step in manifest["lineage"] if step["stage"] == "distill")
+    assert saved_pooling(student) == "mean"
+    assert report["metrics"]["accuracy"] > 0.8
+    assert "mean of the last layer's token vectors" in (out / "README.md").read_text()

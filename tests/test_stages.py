@@ -94,9 +94,8 @@ def test_dynamic_int8_quantizes_matmuls_and_shrinks(teacher, data, work_dir):
 
 
 def test_excluded_parts_stay_fp32(teacher, data, work_dir):
-    """exclude: [embeddings] keeps the embedding tables float; [classifier] keeps the head (the pooler where there is
-    one, and the classifier) float even where the operator list (the static preset's, which includes Gemm) would
-    quantize them."""
+    """exclude: [embeddings] keeps the embedding tables float; [classifier] keeps the pooler and classifier float
+    even where the operator list (the static preset's, which includes Gemm) would quantize them."""
     from edgeft.backends.onnxruntime import classifier_nodes
     from edgeft.data.calibration import load_recipe
     from edgeft.profile import Candidate
@@ -114,8 +113,7 @@ def test_excluded_parts_stay_fp32(teacher, data, work_dir):
     assert (body.path / "model.onnx").stat().st_size > (everything.path / "model.onnx").stat().st_size
 
     head = classifier_nodes(exported.path / "model.onnx")
-    # The tiny model is mean-pooled (stages/pooling.py): no pooler matmul, only the classifier's.
-    assert sorted(head) == ["/classifier/Gemm"]
+    assert sorted(head) == ["/bert/pooler/dense/Gemm", "/classifier/Gemm"]
     recipe = load_recipe("train-minmax")
     calib = calibration_texts(ds, split, recipe)[:16]
 
