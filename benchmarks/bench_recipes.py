@@ -57,10 +57,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The recipe before the adaptive one: 2 epochs of batch 32, patience one epoch, whatever the data size.
     "fixed-epochs": {"min_steps": 0, "patience_steps": 0, "batch_size": 32},
     "default": {},
-    # The head's pooling (stages/pooling.py): BERT's [CLS] pooler, the default until 2026-12-07, against the mean
-    # over real tokens that the packaged sentence-embedding model was trained with (the default since).
-    "default+cls": {"pooling": "cls"},
+    # The head's pooling (stages/pooling.py): the mean over real tokens that the packaged sentence-embedding model
+    # was trained with, against BERT's [CLS] pooler (the default); +reseeded: the same with training seed + RESEED.
     "default+mean-pool": {"pooling": "mean"},
+    "default+mean-pool+reseeded": {"pooling": "mean"},
     "default+unfrozen": {"freeze_embeddings": False, "dropout": 0.1},
     "default+macro-f1": {"select_metric": "macro_f1"},
     "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},

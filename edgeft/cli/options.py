@@ -24,7 +24,7 @@ ClassWeights = typer.Option(None, "--class-weights", help="none, or balanced: lo
 SelectMetric = typer.Option(None, "--select-metric", help="Dev figure that keeps the best epoch: accuracy or "
                             "macro_f1 (a majority-only model scores low on it) [default: accuracy].")
 PoolingOption = typer.Option(None, "--pooling", help="Classification: what the head reads: cls (BERT's pooler), "
-                             "mean (the mean over real tokens, +0.9 teacher test points on 2,000 tweets; see "
+                             "mean (the mean over real tokens, as sentence-embedding models are trained; see "
                              "docs/experiments/recipes.md) or auto (the pooling the base model was trained with) "
                              "[default: cls].")
 FreezeLayers = typer.Option(None, "--freeze-layers", help="The lowest N encoder layers (and the embeddings) keep "
