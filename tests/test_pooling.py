@@ -78,6 +78,11 @@ def test_the_mean_pooled_classifier_ignores_padding_and_survives_save_and_load(t
     assert type(again) is mean_pooled_class()
     np.testing.assert_allclose(torch_logits(again, encode, TEXTS), together, atol=1e-6)
 
+    # A new [CLS] head on that folder (`--pooling cls`) saves as a [CLS] model, not under the folder's mark.
+    cls_head = load_classifier(tmp_path / "saved", LABELS, pooling="cls")
+    cls_head.save_pretrained(tmp_path / "cls", safe_serialization=True)
+    assert saved_pooling(tmp_path / "cls") == "cls"
+
 
 def test_onnx_runtime_and_openvino_exports_of_a_mean_pooled_classifier_match_pytorch(tiny_model, tmp_path):
     import onnxruntime as ort

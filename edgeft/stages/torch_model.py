@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.errors import BadInput, MissingBackend
-from edgeft.stages.pooling import Pooling, mean_pooled_class, saved_pooling
+from edgeft.stages.pooling import POOLING_KEY, Pooling, mean_pooled_class, saved_pooling
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -66,10 +66,13 @@ def load_classifier(model_dir: Path, labels: list[str] | None = None, task: str 
         # A base that is already a classifier (other labels) gets a fresh head of the right size.
         kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                   "label2id": {label: i for i, label in enumerate(labels)}, "ignore_mismatched_sizes": True}
-    cls = getattr(transformers, TASK_MODEL_CLASSES[task])
     if task == "classification" and (pooling or saved_pooling(model_dir)) == "mean":
-        cls = mean_pooled_class()
-    return cls.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
+        return mean_pooled_class().from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
+    model = getattr(transformers, TASK_MODEL_CLASSES[task]).from_pretrained(
+        model_dir, use_safetensors=True, trust_remote_code=False, **kwargs)
+    # A [CLS] head fine-tuned from a mean-pooled folder must not carry the folder's mark into its own config.json.
+    model.config.__dict__.pop(POOLING_KEY, None)
+    return model
 
 
 def set_training_options(model, dropout: float, freeze_embeddings: bool, freeze_layers: int = 0) -> None:
