@@ -1,9 +1,9 @@
-"""A sentence-embedding encoder is fine-tuned on the pooling it was trained with: the mean over its real tokens.
+"""`--pooling mean`: a classifier that reads the mean over real tokens, the way sentence-embedding encoders are trained.
 
-The packaged MiniLM (and the tiny fixture model, which mimics its folder) says so in `1_Pooling/config.json`;
-`pooling: auto` reads it. The mean-pooled classifier must be what every loader, both exports and the runtime see,
-so these tests check the model itself, its round trip through config.json, and ONNX Runtime and OpenVINO against
-PyTorch. Why it is the default: docs/experiments/recipes.md, section 17.
+The packaged MiniLM (and the tiny fixture model, which mimics its folder) says so in `1_Pooling/config.json`, which
+`--pooling auto` reads; the default stays BERT's [CLS] pooler (why: docs/experiments/recipes.md, section 17). The
+mean-pooled classifier must be what every loader, both exports and the runtime see, so these tests check the model
+itself, its round trip through config.json, ONNX Runtime and OpenVINO against PyTorch, and a tiny build end to end.
 """
 
 from __future__ import annotations
