@@ -5,10 +5,11 @@ the openvino-cpu bundle against OpenVINO's own peers (below).
 The peer chain is what a user of Optimum does today with the same fine-tuned teacher: Optimum's ONNX export
 (`ORTModelForSequenceClassification.from_pretrained(teacher, export=True)`, or `onnx_export_from_model` for a
 mean-pooled teacher), then `ORTQuantizer` with a dynamic preset, every other setting left at its default:
-`AutoQuantizationConfig.avx2(is_static=False)`, and the preset for the host's best ISA (`avx512_vnni` where the CPU has VNNI, `avx512` with AVX-512 alone), which a user on that host
-would pick. The goals are judged against the faster of the two. The edgeft side is
-`edgeft build --target x86-avx2` on the same data, whose teacher fine-tune is the very folder the peer starts from
-(and `--target x86-avx2-teacher`, the same teacher without distillation, for reference).
+`AutoQuantizationConfig.avx2(is_static=False)`, and the preset for the host's best ISA (`avx512_vnni` where the CPU
+has VNNI, `avx512` with AVX-512 alone), which a user on that host would pick. The goals are judged against the
+faster of the two. The edgeft side is `edgeft build --target x86-avx2` on the same data, whose teacher fine-tune is
+the very folder the peer starts from (and `--target x86-avx2-teacher`, the same teacher without distillation, for
+reference).
 
 The OpenVINO peer chain is what a user of optimum-intel and NNCF does with the same teacher: optimum-intel's export
 (`OVModelForSequenceClassification.from_pretrained(teacher, export=True)`, fp32 weights) and NNCF's post-training
