@@ -24,7 +24,7 @@ from edgeft.data.text import Split, TextDataset, stratified_subset
 from edgeft.errors import BadInput
 from edgeft.metrics import accuracy, macro_f1
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
-from edgeft.stages.pooling import resolve_pooling
+from edgeft.stages.pooling import Pooling, resolve_pooling
 from edgeft.stages.torch_model import (TOKENIZER_FILES, load_classifier, set_training_options, torch_logits,
                                        torch_modules, torch_runner)
 from edgeft.stages.training import PATIENCE_STEPS, Schedule, StepPlan, Workers, train, write_dev_predictions
@@ -144,7 +144,9 @@ def finetune(base_model: Path, data, split: Split, spec: FinetuneSpec, work_dir:
     labels = labels_of(data, spec.task)
     device = resolve_device(spec.device)
     workers = Workers.from_env()
-    key = {"base_model": model_hash(base_model), "pooling": resolve_pooling(spec.pooling, base_model, spec.task),
+    # Resolved once: the cache key and the trained head must agree on what `auto` read from the base folder.
+    pooling = resolve_pooling(spec.pooling, base_model, spec.task)
+    key = {"base_model": model_hash(base_model), "pooling": pooling,
            "data": data.sha256, "split": split.sha256, "labels": labels,
            "spec": spec.model_dump(exclude={"device"}), "processes": workers.world_size,
            "versions": library_versions("torch", "transformers", "peft")}
@@ -152,7 +154,7 @@ def finetune(base_model: Path, data, split: Split, spec: FinetuneSpec, work_dir:
     checkpoint = work_dir / f".finetune-{stage_key('finetune', key)[:16]}.resume"
 
     def build(tmp: Path) -> dict[str, Any]:
-        return _train(base_model, data, split, spec, labels, device, tmp, checkpoint)
+        return _train(base_model, data, split, spec, pooling, labels, device, tmp, checkpoint)
 
     if workers.main:
         art = cached_stage(work_dir, "finetune", key, build)
@@ -163,12 +165,11 @@ def finetune(base_model: Path, data, split: Split, spec: FinetuneSpec, work_dir:
     return art if workers.main else Artifact.open(art.path)
 
 
-def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, labels: list[str], device: str, out: Path,
-           checkpoint: Path) -> dict[str, Any]:
+def _train(base_model: Path, data, split: Split, spec: FinetuneSpec, pooling: Pooling, labels: list[str], device: str,
+           out: Path, checkpoint: Path) -> dict[str, Any]:
     torch, _ = torch_modules()
     torch.manual_seed(spec.seed)
     encode = TextEncoder(base_model / "tokenizer.json", spec.max_length, "right", TOKENIZER_OUTPUTS)
-    pooling = resolve_pooling(spec.pooling, base_model, spec.task)
     model = load_classifier(base_model, labels, spec.task, pooling).to(device)
     set_training_options(model, spec.dropout, spec.freeze_embeddings, spec.freeze_layers)
     if spec.peft == "lora":
