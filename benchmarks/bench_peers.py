@@ -80,13 +80,13 @@ def peer_chain(teacher: Path, work: Path, task: str = "classification") -> dict[
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     from edgeft.backends.onnxruntime import export
-    from edgeft.stages.pooling import saved_pooling
+    from edgeft.stages.pooling import is_mean_pooled
 
     model_class = ORTModelForTokenClassification if task == "ner" else ORTModelForSequenceClassification
     out = work / sha256_json([task, str(teacher.resolve())])[:16]
     fp32 = out / "optimum-fp32"
     if not (fp32 / "model.onnx").is_file():
-        if saved_pooling(teacher) == "mean":
+        if is_mean_pooled(teacher, task):
             # A mean-pooled teacher (stages/pooling.py) goes through Optimum's exporter as a loaded model: the
             # folder export would rebuild the stock [CLS]-pooled class around it.
             export(teacher, fp32, task)

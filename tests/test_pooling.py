@@ -55,6 +55,15 @@ def test_a_plain_model_folder_keeps_the_cls_pooler_and_token_tasks_have_no_pooli
     assert resolve_pooling("mean", mean, "ner") == "cls"
 
 
+@pytest.mark.parametrize("text", ['{"pooling_mode_mean_tokens": tru', '["pooling_mode_mean_tokens"]'])
+def test_auto_refuses_a_pooling_module_it_cannot_read_rather_than_guessing_cls(tmp_path, text):
+    folder = sentence_transformers_folder(tmp_path, pooling_mode_mean_tokens=True)
+    (folder / "1_Pooling" / "config.json").write_text(text, encoding="utf-8")
+    with pytest.raises(BadInput, match=r"1_Pooling/config\.json: .*pass pooling=cls or pooling=mean instead of auto"):
+        resolve_pooling("auto", folder, "classification")
+    assert resolve_pooling("cls", folder, "classification") == "cls"  # an explicit choice does not read the module
+
+
 def test_mean_pooling_is_built_for_bert_encoders_only(tmp_path):
     other = sentence_transformers_folder(tmp_path, model_type="distilbert", pooling_mode_mean_tokens=True)
     assert resolve_pooling("auto", other, "classification") == "cls"

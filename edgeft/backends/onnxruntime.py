@@ -11,7 +11,7 @@ import numpy as np
 from edgeft.backends.validation import Validation
 from edgeft.errors import MissingBackend, StageFailed
 from edgeft.profile import Candidate, Exclude, Isa, ModelFormat, Scheme
-from edgeft.stages.pooling import saved_pooling
+from edgeft.stages.pooling import is_mean_pooled
 from edgeft.stages.torch_model import load_classifier
 
 MODEL_FILES = {ModelFormat.ONNX: "model.onnx", ModelFormat.ORT: "model.ort"}
@@ -36,7 +36,7 @@ def _optimum_ort():
 def export(hf_dir: Path, out: Path, task: str = "classification") -> Path:
     """Optimum's ONNX export of a sequence- or token-classification model folder: out/model.onnx + config.json."""
     optimum_ort = _optimum_ort()
-    if task == "classification" and saved_pooling(hf_dir) == "mean":
+    if is_mean_pooled(hf_dir, task):
         # Optimum's folder export would build the stock [CLS]-pooled class; the mean-pooled model goes in as loaded.
         from optimum.exporters.onnx import onnx_export_from_model
 
@@ -184,13 +184,17 @@ def convert(src_model: Path, out: Path, fmt: ModelFormat) -> Path:
     work = out / ".ort-work"
     work.mkdir()
     shutil.copy2(src_model, work / "model.onnx")
-    # Fixed optimisations: the .ort file then runs on any ORT Mobile build without runtime graph rewrites.
+    # Fixed optimisations: the .ort file then runs on any ORT Mobile build without runtime graph rewrites. No
+    # target_platform="arm": with the presets' u8 activations it gives the same nodes and initializer types, and with
+    # s8 activations it keeps s8 x s8 QLinearMatMul nodes that x86 ONNX Runtime cannot load, so an x86 build host
+    # could not score the file it ships (onnxruntime 1.32; docs/experiments/int8-arithmetic.md, last section).
     convert_onnx_models_to_ort(work, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
                                enable_type_reduction=False)
     produced = work / "model.ort"
     config = work / "required_operators.config"
     if not produced.is_file() or not config.is_file():
-        raise StageFailed(f"onnxruntime's .ort converter did not write model.ort and required_operators.config in {work}")
+        raise StageFailed(f"onnxruntime's .ort converter did not write model.ort and required_operators.config "
+                          f"in {work}")
     shutil.move(produced, out / "model.ort")
     shutil.move(config, out / "required_operators.config")
     shutil.rmtree(work)

@@ -35,8 +35,13 @@ def pretrained_pooling(model_dir: Path) -> Pooling:
         return "cls"
     try:
         modes = json.loads(module.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "cls"
+    except (OSError, ValueError) as exc:
+        # Guessing 'cls' here would quietly train the head the folder says it was not trained for.
+        raise BadInput(f"{module}: not readable as JSON ({exc}); repair it, or pass pooling=cls or pooling=mean "
+                       f"instead of auto") from None
+    if not isinstance(modes, dict):
+        raise BadInput(f"{module}: expected a JSON object of pooling_mode_* flags; repair it, or pass pooling=cls or "
+                       f"pooling=mean instead of auto")
     others = [k for k, v in modes.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
     return "mean" if modes.get("pooling_mode_mean_tokens") and not others else "cls"
 
@@ -45,6 +50,12 @@ def saved_pooling(model_dir: Path) -> Pooling:
     """How the classifier saved in `model_dir` pools (its config.json)."""
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     return "mean" if config.get(POOLING_KEY) == "mean" else "cls"
+
+
+def is_mean_pooled(model_dir: Path, task: str) -> bool:
+    """Whether the model saved in `model_dir` is a mean-pooled classifier, which exporters must take as loaded: their
+    folder exports would rebuild the stock [CLS]-pooled class around its weights."""
+    return task == "classification" and saved_pooling(model_dir) == "mean"
 
 
 def resolve_pooling(requested: str, base_model: Path, task: str) -> Pooling:
