@@ -9,9 +9,11 @@ Issue 14 asks for an NER student within 2 entity-F1 points of its teacher on WNU
   the profile's `ner_student`, its `--distill` overrides and the first N packaged tweets as soft-target text).
 
 Per seed it prints the test entity F1 of both (PyTorch fp32), the share of test sentences the two tag identically,
-and the paired drop teacher - student with its bootstrap standard error. Each seed's teacher is also compared with
-seed 0's teacher: the gap between two teachers that differ only in their seed is the floor any student's gap is
-read against. Rows are appended to `--results` (JSONL) and a rerun skips seeds already there.
+the paired drop teacher - student with its bootstrap standard error, and the build's dev rule on the pair (drop +
+error on the dev split within the profile's budget: the student ships, else the teacher's candidates race). Each
+seed's teacher is also compared with seed 0's teacher: the gap between two teachers that differ only in their seed
+is the floor any student's gap is read against. Rows are appended to `--results` (JSONL) and a rerun skips seeds
+already there.
 
 Run: `.venv/bin/python benchmarks/ner_seeds.py --seeds 0 1 2` (about 13 minutes a seed on a 2-core host); a variant
 of the recipe: `--distill ffn=1536 --results F`.
@@ -38,7 +40,7 @@ from edgeft.data.unlabelled import read_extra_text
 from edgeft.pipeline import base_model_folder
 from edgeft.profile import load_profile
 from edgeft.student_recipe import Student
-from edgeft.gating.student import tagged_rows
+from edgeft.gating.student import student_check, tagged_rows
 from edgeft.runtime.scoring import Examples, headline_of_sums
 from edgeft.stages.distill import DistillSpec, distill
 from edgeft.stages.finetune import FinetuneSpec, finetune
@@ -74,6 +76,8 @@ class Setup(NamedTuple):
     data: TaggedDataset
     split: Split
     test: Examples
+    dev: Examples
+    max_drop: float  # the profile's entity-F1 budget, which the build's dev rule for the student uses
     model_dir: Path
     max_length: int
     student: dict[str, Any]  # the profile's ner_student, before the recipe's overrides
@@ -87,7 +91,8 @@ class Setup(NamedTuple):
         split = split_tagged(data, 0)
         overrides, source, count = makefile_recipe(ROOT / "Makefile")
         profile = load_profile(TARGET)
-        return cls(data, split, Examples.of(data, split.test, "ner"), base_model_folder(None)[0],
+        return cls(data, split, Examples.of(data, split.test, "ner"), Examples.of(data, split.dev, "ner"),
+                   profile.budgets.max_drop("ner"), base_model_folder(None)[0],
                    profile.input.max_length, profile.student_for("ner").model_dump(), overrides, source,
                    read_extra_text(source, count))
 
@@ -107,12 +112,16 @@ def run_seed(seed: int, setup: Setup, work: Path, reference: tuple[list, np.ndar
     labels = teacher.manifest["labels"]
     t_tags, t_rows = tagged_rows(teacher.path, test, labels, max_length)
     s_tags, s_rows = tagged_rows(student.path, test, labels, max_length)
+    # The build's own decision on this pair: the dev rule that ships the student or falls back to the teacher.
+    check = student_check(teacher.path, student.path, student.manifest, setup.dev, labels, setup.max_drop, max_length)
     row = {"seed": seed, "test_sentences": len(test), "test_entities": int(t_rows[:, 2].sum()),
            "teacher_dev_f1": teacher.manifest["metrics"].get("dev_entity_f1"),
            "student_dev_f1": student.manifest["metrics"].get("dev_entity_f1"),
            "teacher_test_f1": round(f1(t_rows), 4), "student_test_f1": round(f1(s_rows), 4),
            "drop": round(f1(t_rows) - f1(s_rows), 4), "drop_se": round(paired_drop_se("ner", t_rows, s_rows), 4),
            "student_same_as_teacher": round(same(t_tags, s_tags), 3),
+           "dev_rule": None if check is None else {k: check[k] for k in ("drop", "drop_se", "scored_differently",
+                                                                          "passed")},
            "finetune_s": round(finetune_s), "distill_s": round(distill_s),
            "recipe": {k: getattr(student_spec, k) for k in {**overrides, **variant}},
            "variant": {k: getattr(student_spec, k) for k in variant},
@@ -125,23 +134,33 @@ def run_seed(seed: int, setup: Setup, work: Path, reference: tuple[list, np.ndar
     return row, (t_tags, t_rows)
 
 
+def dev_rule_cell(rule: dict[str, Any] | None) -> str:
+    """Whether the build would ship this student: its dev drop plus the drop's paired standard error (rows written
+    before the bench recorded it have none)."""
+    if rule is None:
+        return ""
+    verdict = "passes" if rule["passed"] else "fails"
+    return f"{verdict} ({rule['drop']:+.4f} + {rule['drop_se']:.4f})"
+
+
 def summary(rows: list[dict[str, Any]]) -> Table:
     variant = ", ".join(f"{k}={v}" for k, v in (rows[0].get("variant") or {}).items()) if rows else ""
     table = Table(title="WNUT-16 test split: teachers and their students by training seed (PyTorch fp32)"
                   + (f", students with {variant}" if variant else ""))
     for column in ("seed", "teacher F1", "student F1", "drop ± se", "student = teacher", "seed-0 teacher - this",
-                   "teacher = seed-0 teacher"):
+                   "teacher = seed-0 teacher", "dev rule (drop + se)"):
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(str(r["seed"]), f"{r['teacher_test_f1']:.4f}", f"{r['student_test_f1']:.4f}",
                       f"{r['drop']:+.4f} ± {r['drop_se']:.4f}", f"{r['student_same_as_teacher']:.0%}",
                       f"{r['teacher_vs_seed0']:+.4f} ± {r['teacher_vs_seed0_se']:.4f}" if "teacher_vs_seed0" in r
-                      else "", f"{r['teacher_same_as_seed0']:.0%}" if "teacher_same_as_seed0" in r else "")
+                      else "", f"{r['teacher_same_as_seed0']:.0%}" if "teacher_same_as_seed0" in r else "",
+                      dev_rule_cell(r.get("dev_rule")))
     if len(rows) > 1:
         def spread(key: str) -> str:
             values = [r[key] for r in rows]
             return f"{statistics.mean(values):.4f} (sd {statistics.stdev(values):.4f})"
-        table.add_row("mean", spread("teacher_test_f1"), spread("student_test_f1"), spread("drop"), "", "", "")
+        table.add_row("mean", spread("teacher_test_f1"), spread("student_test_f1"), spread("drop"), "", "", "", "")
     return table
 
 
