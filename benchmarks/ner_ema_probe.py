@@ -12,8 +12,9 @@ trajectory the build's student does (the average only reads them), so both colum
 - each sequence's kept epoch, found as the training loop finds it (best dev F1, stopped after `patience` worse
   epochs), and what it scores on test.
 
-Run: `.venv/bin/python benchmarks/ner_ema_probe.py --seeds 0 1 2 --results F` (about 25 minutes a seed on a 2-core
-host from an empty cache: the teacher's fine-tune, its soft targets, up to 20 student epochs).
+Run: `.venv/bin/python benchmarks/ner_ema_probe.py --seeds 0 1 2 --results F` (about 20 minutes a seed on a 2-core
+host from an empty cache: the teacher's fine-tune, its soft targets, up to 20 student epochs). Findings and rows:
+docs/experiments/distillation.md section 6d, ner-ema-probe.jsonl (not adopted: no closer, and lower test F1).
 """
 
 from __future__ import annotations
