@@ -37,7 +37,7 @@ def pretrained_pooling(model_dir: Path) -> Pooling:
         modes = json.loads(module.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         # Guessing 'cls' here would quietly train the head the folder says it was not trained for.
-        raise BadInput(f"{module}: not readable as JSON ({exc}); repair it, or pass pooling=cls or pooling=mean "
+        raise BadInput(f"{module}: cannot be read as JSON ({exc}); repair it, or pass pooling=cls or pooling=mean "
                        f"instead of auto") from None
     if not isinstance(modes, dict):
         raise BadInput(f"{module}: expected a JSON object of pooling_mode_* flags; repair it, or pass pooling=cls or "
