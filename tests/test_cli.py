@@ -4,6 +4,7 @@ line on stderr with exit 2 and writes nothing; a failed budget is exit 1; an int
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -145,9 +146,13 @@ def test_onnx_bundle_loads_in_plain_onnxruntime_and_optimum(tiny_bundles):
 
 def test_bench_writes_json_with_latency_memory_and_accuracy(tiny_bundles, tiny_csv, tmp_path):
     out = tmp_path / "bench.json"
+    cores_before = os.sched_getaffinity(0)
     code, stdout, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--data", str(tiny_csv),
                                     "--json", str(out), "--runs", "30", "--cores", "0"])
     assert code == 0, err
+    # --cores pins the bench only: an in-process caller (this test session) gets its cores back, or every later
+    # ONNX Runtime pool it starts would run on core 0 alone.
+    assert os.sched_getaffinity(0) == cores_before
     result = json.loads(out.read_text())
     assert result["latency_ms"]["p50"] <= result["latency_ms"]["p90"] <= result["latency_ms"]["p99"]
     assert result["cores"] == [0] and result["cold_start_ms"] > 0 and len(result["rounds"]) == 5

@@ -3,8 +3,10 @@ torch)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -87,31 +89,31 @@ def bench(
     from edgeft.runtime.bundle import manifest_digest
     from edgeft.runtime.samples import bench_texts
 
-    pinned = _pin(cores) if cores else None
-    started = time.perf_counter()
-    loaded = runtime.load(bundle, threads=threads)
-    texts, examples = bench_texts(loaded, data, text_column, label_column, encoding)
-    # Cold start: opening the bundle (hash check, session, tokenizer) to the first prediction, as an app sees it.
-    loaded.predict(texts[:1])
-    cold_start_ms = (time.perf_counter() - started) * 1e3
-    spec = loaded.manifest["bundle"]["bench"]
-    result = run_bench(loaded, texts, examples, warmup if warmup is not None else spec["warmup"],
-                       runs if runs is not None else spec["runs"],
-                       rounds if rounds is not None else spec.get("rounds", 5), batch_size)
-    result["cores"] = pinned
-    result["cold_start_ms"] = round(cold_start_ms, 1)
-    result["bundle_manifest_sha256"] = manifest_digest(bundle)
-    if reference is not None:
-        from edgeft.runtime.bench import paired_latency
+    with _pinned(cores) as pinned:
+        started = time.perf_counter()
+        loaded = runtime.load(bundle, threads=threads)
+        texts, examples = bench_texts(loaded, data, text_column, label_column, encoding)
+        # Cold start: opening the bundle (hash check, session, tokenizer) to the first prediction, as an app sees it.
+        loaded.predict(texts[:1])
+        cold_start_ms = (time.perf_counter() - started) * 1e3
+        spec = loaded.manifest["bundle"]["bench"]
+        result = run_bench(loaded, texts, examples, warmup if warmup is not None else spec["warmup"],
+                           runs if runs is not None else spec["runs"],
+                           rounds if rounds is not None else spec.get("rounds", 5), batch_size)
+        result["cores"] = pinned
+        result["cold_start_ms"] = round(cold_start_ms, 1)
+        result["bundle_manifest_sha256"] = manifest_digest(bundle)
+        if reference is not None:
+            from edgeft.runtime.bench import paired_latency
 
-        other = runtime.load(reference, threads=loaded.threads)
-        result["paired"] = {**paired_latency(loaded, other, texts, result["runs"], len(result["rounds"])),
-                            "reference": str(reference), "reference_manifest_sha256": manifest_digest(reference)}
-    result["report"] = _bundle_report(bundle)
-    print_bench(result)
-    if json_out is not None:
-        atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
-        typer.echo(f"wrote {json_out}", err=True)
+            other = runtime.load(reference, threads=loaded.threads)
+            result["paired"] = {**paired_latency(loaded, other, texts, result["runs"], len(result["rounds"])),
+                                "reference": str(reference), "reference_manifest_sha256": manifest_digest(reference)}
+        result["report"] = _bundle_report(bundle)
+        print_bench(result)
+        if json_out is not None:
+            atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
+            typer.echo(f"wrote {json_out}", err=True)
 
 
 def race(
@@ -141,11 +143,17 @@ def race(
         typer.echo(f"wrote {json_out}", err=True)
 
 
-def _pin(cores: str) -> list[int]:
+@contextlib.contextmanager
+def _pinned(cores: str | None) -> Iterator[list[int] | None]:
+    """This thread, and the threads it starts (ONNX Runtime's pool), on `cores` for the bench, and back on the cores
+    it had afterwards: a caller that runs the bench in its own process (a notebook, a test session) keeps them."""
     import os
 
     from edgeft.errors import BadInput
 
+    if not cores:
+        yield None
+        return
     try:
         chosen = sorted({int(c) for c in cores.split(",")})
     except ValueError:
@@ -156,7 +164,10 @@ def _pin(cores: str) -> list[int]:
     if not set(chosen) <= available:
         raise BadInput(f"--cores {cores}: this machine offers cores {sorted(available)}")
     os.sched_setaffinity(0, chosen)
-    return chosen
+    try:
+        yield chosen
+    finally:
+        os.sched_setaffinity(0, available)
 
 
 def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | None, options: dict) -> None:
