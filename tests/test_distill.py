@@ -199,6 +199,7 @@ def test_a_smaller_model_folder_is_a_student_only_with_the_teachers_vocabulary(t
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     from edgeft.errors import BadInput
+    from edgeft.stages.pooling import mean_pooled_class
     from edgeft.stages.student import check_student
 
     small = tmp_path / "small"
@@ -211,6 +212,11 @@ def test_a_smaller_model_folder_is_a_student_only_with_the_teachers_vocabulary(t
     check_student(recipe, teacher.path)
     model, plan = make_student(load_classifier(teacher.path), recipe, LABELS, "classification")
     assert not plan.copied and plan.layers == (1,) and model.config.num_labels == 3
+    # It reads its sentence vector as the teacher does: a mean-pooled teacher's student is mean-pooled too.
+    assert type(model) is BertForSequenceClassification
+    mean_teacher = load_classifier(teacher.path, LABELS, pooling="mean")
+    mean_student, _ = make_student(mean_teacher, recipe, LABELS, "classification")
+    assert type(mean_student) is mean_pooled_class() and mean_student.config.edgeft_pooling == "mean"
 
     vocab = (tiny_model / "vocab.txt").read_text().splitlines() + ["extra"]
     (small / "vocab.txt").write_text("\n".join(vocab) + "\n")

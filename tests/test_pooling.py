@@ -64,6 +64,46 @@ def test_auto_refuses_a_pooling_module_it_cannot_read_rather_than_guessing_cls(t
     assert resolve_pooling("cls", folder, "classification") == "cls"  # an explicit choice does not read the module
 
 
+def modules_json(folder: Path, modules: object) -> None:
+    (folder / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
+
+
+def test_auto_finds_the_pooling_module_where_modules_json_puts_it(tmp_path):
+    folder = sentence_transformers_folder(tmp_path, pooling_mode_cls_token=True)  # a decoy at the usual place
+    (folder / "pooling").mkdir()
+    (folder / "pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}', encoding="utf-8")
+    modules_json(folder, [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+                          {"idx": 1, "path": "pooling", "type": "sentence_transformers.models.Pooling"}])
+    assert resolve_pooling("auto", folder, "classification") == "mean"
+    # A listing without a Pooling module has no pooling to follow, whatever sits in 1_Pooling.
+    modules_json(folder, [{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"}])
+    assert resolve_pooling("auto", folder, "classification") == "cls"
+
+
+@pytest.mark.parametrize("modules, error", [
+    ("not json", r"modules\.json: cannot be read as JSON"),
+    ({"1": "1_Pooling"}, r"modules\.json: expected a JSON list of modules"),
+    ([{"path": "2_Pool", "type": "sentence_transformers.models.Pooling"}],
+     r"modules\.json lists a pooling module whose .*2_Pool/config\.json is missing"),
+])
+def test_auto_refuses_a_modules_json_it_cannot_follow(tmp_path, modules, error):
+    folder = sentence_transformers_folder(tmp_path, pooling_mode_mean_tokens=True)
+    if isinstance(modules, str):
+        (folder / "modules.json").write_text(modules, encoding="utf-8")
+    else:
+        modules_json(folder, modules)
+    with pytest.raises(BadInput, match=error + r".*pass pooling=cls or pooling=mean instead of auto"):
+        resolve_pooling("auto", folder, "classification")
+
+
+def test_the_packaged_encoder_is_mean_pooled_by_its_own_modules_json():
+    from edgeft.data.assets import DEFAULT_MODEL, packaged_model
+
+    folder = packaged_model(DEFAULT_MODEL).path
+    assert (folder / "modules.json").is_file()
+    assert pretrained_pooling(folder) == "mean"
+
+
 def test_mean_pooling_is_built_for_bert_encoders_only(tmp_path):
     other = sentence_transformers_folder(tmp_path, model_type="distilbert", pooling_mode_mean_tokens=True)
     assert resolve_pooling("auto", other, "classification") == "cls"

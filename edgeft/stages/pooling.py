@@ -29,21 +29,46 @@ POOLING_KEY = "edgeft_pooling"
 
 def pretrained_pooling(model_dir: Path) -> Pooling:
     """'mean' when `model_dir` is a sentence-transformers folder whose pooling module averages token vectors (and
-    nothing else), else 'cls'."""
-    module = model_dir / "1_Pooling" / "config.json"
-    if not module.is_file():
+    nothing else), else 'cls'. The module is where `modules.json` puts it (the folder a Pooling entry names), else
+    at sentence-transformers' usual `1_Pooling`."""
+    module = _pooling_module(model_dir)
+    if module is None or not module.is_file():
         return "cls"
-    try:
-        modes = json.loads(module.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        # Guessing 'cls' here would quietly train the head the folder says it was not trained for.
-        raise BadInput(f"{module}: cannot be read as JSON ({exc}); repair it, or pass pooling=cls or pooling=mean "
-                       f"instead of auto") from None
+    modes = _read_json(module)
     if not isinstance(modes, dict):
         raise BadInput(f"{module}: expected a JSON object of pooling_mode_* flags; repair it, or pass pooling=cls or "
                        f"pooling=mean instead of auto")
     others = [k for k, v in modes.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
     return "mean" if modes.get("pooling_mode_mean_tokens") and not others else "cls"
+
+
+def _pooling_module(model_dir: Path) -> Path | None:
+    """The pooling module's config.json; None when `modules.json` lists no Pooling module (no pooling to follow).
+    A module that `modules.json` lists must be there; the unlisted `1_Pooling` may be absent (a plain model)."""
+    listing = model_dir / "modules.json"
+    if not listing.is_file():
+        return model_dir / "1_Pooling" / "config.json"
+    modules = _read_json(listing)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise BadInput(f"{listing}: expected a JSON list of modules (objects with 'type' and 'path'); repair it, or "
+                       f"pass pooling=cls or pooling=mean instead of auto")
+    pooling = [m for m in modules if str(m.get("type", "")).rsplit(".", 1)[-1] == "Pooling"]
+    if not pooling:
+        return None
+    module = model_dir / str(pooling[0].get("path", "")) / "config.json"
+    if not module.is_file():
+        raise BadInput(f"{listing} lists a pooling module whose {module} is missing; restore it, or pass pooling=cls "
+                       f"or pooling=mean instead of auto")
+    return module
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        # Guessing 'cls' here would quietly train the head the folder says it was not trained for.
+        raise BadInput(f"{path}: cannot be read as JSON ({exc}); repair it, or pass pooling=cls or pooling=mean "
+                       f"instead of auto") from None
 
 
 def saved_pooling(model_dir: Path) -> Pooling:

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeft.errors import BadInput
 from edgeft.student_recipe import Student
+from edgeft.stages.pooling import POOLING_KEY
 from edgeft.stages.torch_model import check_model_folder, load_classifier, set_training_options, torch_modules
 
 
@@ -124,7 +125,10 @@ def make_student(teacher, student: Student, labels: list[str], task: str,
     if student.model is not None:
         folder = Path(student.model)
         check_model_folder(folder)
-        model = load_classifier(folder, labels, task)
+        # The student reads its sentence vector as the teacher does ([CLS] pooler or the mean), so that the logits it
+        # imitates come from the same kind of summary; a copied or narrowed student inherits it with the weights.
+        pooling = "mean" if getattr(teacher.config, POOLING_KEY, None) == "mean" else "cls"
+        model = load_classifier(folder, labels, task, pooling=pooling)
         n = len(encoder_layers(model))
         return _prepare(model, student), StudentPlan(spread_layers(teacher_n, n), copied=False)
 
