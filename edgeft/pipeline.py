@@ -21,6 +21,7 @@ from edgeft.data.augment import check_task
 from edgeft.data.calibration import load_recipe, recipe_path
 from edgeft.data.text import load_dataset, split_dataset
 from edgeft.data.unlabelled import read_extra_text
+from edgeft.data.vocabulary_fit import fit_of_training_split
 from edgeft.errors import BadInput, BudgetFailed
 from edgeft.profile import ModelFormat, TargetProfile, describe_validation_error, load_profile, profile_path
 from edgeft.progress import console
@@ -143,6 +144,8 @@ def build(req: BuildRequest) -> BuildResult:
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
                   f"{'tags' if ner else 'labels'}) · model {model_name}")
+    fit = fit_of_training_split((req.finetuned or model_dir) / "tokenizer.json", data, split.train,
+                                profile.input.max_length, req.seed)
 
     work = req.work_dir / "work"
     from edgeft.stages.export import export
@@ -237,7 +240,7 @@ def build(req: BuildRequest) -> BuildResult:
         "versions": versions(),
         "inputs": {
             "data": {"source": data_source, "sha256": data.sha256, "rows": len(data.texts), "dropped": data.dropped,
-                     "task": req.task, **_data_format(data_source, req)},
+                     "task": req.task, **_data_format(data_source, req), "vocabulary_fit": fit.as_dict()},
             "split": {"sha256": split.sha256, "seed": req.seed, "train": len(split.train), "dev": len(split.dev),
                       "test": len(split.test)},
             "base_model": {"name": model_name, "path": str(model_dir), "sha256": _digest(model_hash(model_dir)),
@@ -280,7 +283,9 @@ def build(req: BuildRequest) -> BuildResult:
     if below:
         # The floor first: a model that learned nothing makes every other verdict meaningless.
         metric = PRIMARY_NAME[req.task]
+        # A text the vocabulary cannot read is the likeliest cause of all: the message names it when it is one.
         raise BudgetFailed(floor_message(below, held_out.baseline, floor["baseline_score"], metric, req.task)
+                           + "".join(f"; above all, {w}" for w in fit.warnings())
                            + f" (bundle written to {bundle} for inspection)")
     if failed:
         raise BudgetFailed("; ".join(f"budget '{c['name']}' failed: {c['observed']:.4g} > {c['limit']:.4g}"

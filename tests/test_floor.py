@@ -61,6 +61,9 @@ def test_the_same_tiny_model_on_learnable_labels_clears_the_floor_and_the_gate_c
     floor = report["floor"]
     assert floor["teacher"]["passed"] and floor["shipped"]["passed"] and floor["baseline"] == "majority"
     assert 0.2 < report["metrics"]["majority_accuracy"] < 0.5 < report["metrics"]["accuracy"]
+    # The tiny vocabulary reads every word of these texts: nothing to warn about.
+    fit = json.loads((bundle / "manifest.json").read_text())["inputs"]["data"]["vocabulary_fit"]
+    assert fit["unknown"] == 0 and fit["warnings"] == []
     assert "majority baseline" in (bundle / "README.md").read_text()
     assert "majority baseline" in (bundle / "report.html").read_text()
     bench = tmp_path / "bench.json"

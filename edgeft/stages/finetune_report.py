@@ -27,6 +27,7 @@ def load_task_data(task: str, source: str, text_column: str, label_column: str, 
 
 def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, work_dir: Path,
                  grid: dict[str, list[str]] | None, time_budget: float | None, text_column: str, label_column: str, encoding: str) -> Artifact | None:
+    from edgeft.data.vocabulary_fit import fit_of_training_split
     from edgeft.runtime.scoring import Examples
     from edgeft.progress import console
 
@@ -36,6 +37,7 @@ def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, wo
         console.print(f"[bold]edgeft finetune[/] task {spec.task} · data {source} ({len(data.texts)} examples, "
                       f"{len(labels_of(data, spec.task))} labels; train {len(split.train)} / dev {len(split.dev)} / "
                       f"test {len(split.test)}) · model {model_dir} · {workers.world_size} process(es)")
+        fit = fit_of_training_split(model_dir / "tokenizer.json", data, split.train, spec.max_length, spec.seed)
     trials = None
     if grid:
         if workers.world_size > 1:
@@ -57,7 +59,8 @@ def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, wo
         manifest = read_manifest(art.path)
         manifest.pop("files", None)
         manifest.pop("cache_hit", None)
-        manifest["data"] = {"source": source, "sha256": data.sha256, "split": split.sha256, "dropped": data.dropped}
+        manifest["data"] = {"source": source, "sha256": data.sha256, "split": split.sha256, "dropped": data.dropped,
+                            "vocabulary_fit": fit.as_dict()}
         manifest["test"] = metrics
         if trials is not None:
             manifest["search"] = trials
