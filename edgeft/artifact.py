@@ -71,9 +71,21 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_output_folder(out: Path) -> None:
-    """Refuse to replace a folder that is not ours: `--out .` must never wipe a user's project."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise BadInput(f"--out {out} exists and is not an edgeft bundle; choose a new or empty folder")
+    """Refuse to replace a folder that is not ours: `--out .` must never wipe a user's project, nor a web app whose
+    own manifest.json happens to share our file name."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_edgeft_output(out))):
+        raise BadInput(f"--out {out} exists and is not an edgeft output folder; choose a new or empty folder")
+
+
+def _is_edgeft_output(folder: Path) -> bool:
+    """A manifest that write_manifest wrote: an object with the hashes of the folder's files and edgeft's stage or
+    version (a bundle, or a fine-tuned / distilled model folder)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
+            and ("stage" in manifest or "edgeft_version" in manifest))
 
 
 @contextlib.contextmanager

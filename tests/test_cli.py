@@ -258,7 +258,12 @@ def test_out_that_is_not_a_bundle_is_refused(tmp_path, tiny_model, tiny_csv, wor
     (precious / "notes.txt").write_text("mine")
     code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, precious, work_dir))
     assert code == 2 and (precious / "notes.txt").read_text() == "mine"
-    assert_one_line_error(err, "is not an edgeft bundle")
+    assert_one_line_error(err, "is not an edgeft output folder")
+    # A web app's own manifest.json is not ours either: its folder must survive too.
+    (precious / "manifest.json").write_text('{"name": "my app", "start_url": "/"}')
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, precious, work_dir))
+    assert code == 2 and (precious / "notes.txt").read_text() == "mine"
+    assert_one_line_error(err, "is not an edgeft output folder")
 
 
 def test_failed_budget_is_exit_1_with_the_bundle_written(tmp_path, tiny_model, tiny_csv, work_dir):

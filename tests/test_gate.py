@@ -136,6 +136,53 @@ def test_bad_bench_files_are_exit_2_with_one_line(tmp_path, content, fragment):
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
 
 
+def _drop(*path):
+    def change(data):
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+    return change
+
+
+def _set(value, *path):
+    def change(data):
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (_drop("metrics", "accuracy"), "field 'metrics.accuracy' must be a number"),
+    (_drop("report", "floor", "shipped"), "field 'report.floor.shipped' is missing"),
+    (_set("high", "report", "metrics", "teacher_accuracy"), "field 'report.metrics.teacher_accuracy' must be a number"),
+    (_set("6.4", "report", "size_mb"), "field 'report.size_mb' is \"6.4\", not int or float or NoneType"),
+    (_set({"ratio": 1.0}, "paired"), "field 'paired.ratio_spread' is missing"),
+])
+def test_a_hand_edited_bench_is_exit_2_naming_the_field_never_a_regression(benches, tmp_path, change, fragment):
+    # Exit 1 means "regression" to a CI job: a damaged file must never read as one, nor end in a traceback.
+    baseline, rerun = benches
+    damaged = edited(rerun, tmp_path, change)
+    for args in (["gate", str(damaged)], ["gate", str(rerun), "--baseline", str(damaged)]):
+        code, _, err = run_edgeft(args)
+        assert code == 2, err
+        assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_for_a_bench_file_is_exit_2_and_a_summary_goes_into_a_new_folder(benches, tiny_bundles, tmp_path):
+    _, rerun = benches
+    bundle = tiny_bundles["x86-avx2"]
+    for args in (["gate", str(bundle)], ["gate", str(rerun), "--baseline", str(bundle)]):
+        code, _, err = run_edgeft(args)
+        assert code == 2 and "is a folder; pass the JSON file" in err and len(err.strip().splitlines()) == 1
+    summary = tmp_path / "new" / "summary.md"
+    code, _, err = run_edgeft(["gate", str(rerun), "--markdown", str(summary)])
+    assert code == 0, err
+    assert summary.read_text().startswith("### edgeft gate: PASS")
+
+
 def test_baseline_of_another_thread_count_is_refused(benches, tmp_path):
     baseline, rerun = benches
     other = edited(baseline, tmp_path, lambda d: d.update(threads=4))

@@ -38,6 +38,7 @@ def gate(
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(verdict.to_json(), indent=2) + "\n")
     if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)  # as --json and --junit do
         with open(markdown_out, "a", encoding="utf-8") as fh:
             fh.write(markdown(verdict))
     if junit_out is not None:

@@ -57,10 +57,15 @@ class Verdict:
 
 def read_bench(path: Path) -> dict[str, Any]:
     """A bench JSON written by `edgeft bench --json`; anything else is one BadInput line naming the field."""
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder; pass the JSON file that `edgeft bench BUNDLE --json FILE` wrote")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInput(f"{path} does not exist; write it with `edgeft bench BUNDLE --json {path}`") from None
+    except OSError as exc:
+        raise BadInput(f"{path} cannot be read ({exc.strerror}); pass a file written by `edgeft bench --json`"
+                       ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{path} is not JSON ({exc}); pass a file written by `edgeft bench --json`") from None
     if not isinstance(data, dict):
@@ -75,7 +80,60 @@ def read_bench(path: Path) -> dict[str, Any]:
     if not isinstance(report.get("metrics"), dict) or not ({"teacher_accuracy", "teacher_f1"} & set(report["metrics"])):
         raise BadInput(f"{path}: field 'report.metrics' lacks the build's teacher accuracy (or entity F1); bench a "
                        f"bundle that `edgeft build` wrote (its report.json travels into the bench JSON)")
+    _check_fields(path, data)
     return data
+
+
+NUMBER, OPTIONAL_NUMBER = (int, float), (int, float, type(None))
+# Every other field the gate reads, by dotted path: the types it must have where it is present (None: a missing
+# parent skips the field). A required one (task-specific) is checked in _check_fields.
+FIELDS: dict[str, tuple[type, ...]] = {
+    "report.target": (str,), "report.size_mb": OPTIONAL_NUMBER, "report.floor": (dict, type(None)),
+    "report.floor.baseline": (str,), "report.floor.description": (str,), "report.floor.enforced": (bool,),
+    "report.floor.shipped": (dict,), "report.floor.shipped.lower_bound": NUMBER, "report.floor.shipped.passed": (bool,),
+    "report.metrics.teacher_macro_f1": OPTIONAL_NUMBER, "report.metrics.macro_f1": OPTIONAL_NUMBER,
+    "report.metrics.majority_accuracy": NUMBER, "report.metrics.lexicon_f1": NUMBER,
+    "report.metrics.drop_lower_bound": OPTIONAL_NUMBER, "metrics": (dict, type(None)),
+    "metrics.macro_f1": OPTIONAL_NUMBER, "p50_spread": OPTIONAL_NUMBER, "paired": (dict, type(None)),
+    "paired.ratio": NUMBER, "paired.ratio_spread": NUMBER, "paired.p50_ms": NUMBER, "paired.reference_p50_ms": NUMBER,
+}
+FLOOR_REQUIRED = ("baseline", "description", "shipped")
+PAIRED_REQUIRED = ("ratio", "ratio_spread", "p50_ms", "reference_p50_ms")
+
+
+def _check_fields(path: Path, data: dict[str, Any]) -> None:
+    """Every field the gate reads has the type it needs, so a hand-edited or truncated file is one BadInput line
+    naming the field, never a traceback and never exit 1 (which a CI job would read as a regression)."""
+    def fail(field: str, what: str) -> None:
+        raise BadInput(f"{path}: field '{field}' {what}; rebench with `edgeft bench BUNDLE --json {path}` (a "
+                       f"bundle that `edgeft build` wrote)")
+
+    def lookup(field: str) -> tuple[bool, Any]:
+        node: Any = data
+        for part in field.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False, None
+            node = node[part]
+        return True, node
+
+    for field, kinds in FIELDS.items():
+        present, value = lookup(field)
+        if present and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            fail(field, f"is {json.dumps(value)[:40]}, not {' or '.join(k.__name__ for k in kinds)}")
+    task = task_of(data)
+    key = PRIMARY[task]
+    teacher = data["report"]["metrics"]
+    if not isinstance(teacher.get(f"teacher_{key}"), NUMBER) or isinstance(teacher.get(f"teacher_{key}"), bool):
+        fail(f"report.metrics.teacher_{key}", "must be a number")
+    shipped = data.get("metrics") or teacher
+    where = "metrics" if data.get("metrics") else "report.metrics"
+    if not isinstance(shipped.get(key), NUMBER) or isinstance(shipped.get(key), bool):
+        fail(f"{where}.{key}", "must be a number (the shipped model's score)")
+    for parent, required in (("report.floor", FLOOR_REQUIRED), ("paired", PAIRED_REQUIRED)):
+        present, node = lookup(parent)
+        for name in required if present and node else ():
+            if name not in node:
+                fail(f"{parent}.{name}", "is missing")
 
 
 def task_of(bench: dict[str, Any]) -> str:
