@@ -89,3 +89,17 @@ def test_the_average_is_off_by_default_and_a_decay_of_one_is_refused():
 def test_a_checkpointed_run_cannot_average_because_a_resume_would_lose_the_average(tmp_path):
     with pytest.raises(ValueError, match="not checkpointed"):
         run(0.9, checkpoint=tmp_path / "ckpt")
+
+
+def test_the_later_of_tied_epochs_is_kept_and_a_tie_does_not_count_against_patience():
+    # A small, easy dev split is right on every text from the first epoch on: the model must not go back to that
+    # first, barely trained epoch. It ends where a run with rising scores ends: the last epoch's weights.
+    tied, starts, _ = run(0.0, dev_scores=[1.0, 1.0, 1.0], epochs=3, patience=1)
+    assert len(starts) == 3 * STEPS_PER_EPOCH  # patience 1, yet all three epochs ran
+    rising, _, _ = run(0.0, epochs=3)
+    assert torch.equal(flat(tied), flat(rising))
+    # The later of two best evaluations is the one kept: its dev predictions are those the student rule reads.
+    from edgeft.stages.training import best_evaluation
+
+    history = [{"epoch": e, "dev_accuracy": s} for e, s in ((1, 0.9), (2, 0.95), (3, 0.95), (4, 0.9))]
+    assert best_evaluation(history, "dev_accuracy") == 2

@@ -117,11 +117,11 @@ DEV_PREDICTIONS = "dev_predictions.json"
 
 
 def best_evaluation(history: list[dict[str, Any]], metric: str) -> int | None:
-    """Index of the evaluation whose weights train() kept: the first one with the best score."""
+    """Index of the evaluation whose weights train() kept: the last one with the best score."""
     scores = [h[metric] for h in history if isinstance(h.get(metric), (int, float)) and not math.isnan(h[metric])]
     if len(scores) != len(history) or not scores:
         return None
-    return scores.index(max(scores))
+    return len(scores) - 1 - scores[::-1].index(max(scores))
 
 
 def write_dev_predictions(out: Path, evaluations: list[list[int]], metrics: dict[str, Any], metric: str) -> None:
@@ -291,13 +291,16 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
                 if workers.main:
                     shown = " · ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores.items())
                     console.print(f"  epoch {epoch} (step {epoch * steps_per_epoch}): {shown} ({elapsed:.0f} s)")
-                if score > state["best"]:
+                if score >= state["best"]:
+                    # The later of tied epochs is kept: it has trained longer for the same dev score. A small dev
+                    # split that is right on every text from the first epoch on (100 texts of an easy set) would
+                    # otherwise keep that first epoch, still in its warm-up, with probabilities near uniform.
                     # While averaging, the model holds the average here: the best epoch keeps the average.
                     state["best"], best_state, state["stale"] = score, copy.deepcopy(model.state_dict()), 0
                     state["best_scores"] = scores
                 elif score < state["best"]:
                     # Only a worse epoch counts against patience: on a small dev split (BBC: 105 articles) equal
-                    # scores are common and say nothing about progress. The earlier of tied epochs stays the best.
+                    # scores are common and say nothing about progress.
                     state["stale"] += 1
                     stop = state["stale"] >= schedule.patience
             state.update(epoch=epoch + 1, step=0, epoch_rng=rng.bit_generator.state, seconds=elapsed)
@@ -310,7 +313,9 @@ def train(model, params: list, lengths: np.ndarray, schedule: Schedule, device: 
         model.load_state_dict(best_state)
     if checkpoint is not None and workers.main:
         shutil.rmtree(checkpoint, ignore_errors=True)
+    kept = best_evaluation(state["history"], schedule.metric)
     return {**state.get("best_scores", {}), schedule.metric: state["best"], "history": state["history"],
+            "kept_epoch": state["history"][kept]["epoch"] if kept is not None else None,
             "epochs_run": len(state["history"]), "steps_run": len(state["history"]) * steps_per_epoch,
             "train_samples_per_s": round(state["seen"] / seconds, 1), "train_seconds": round(seconds, 1),
             "precision": precision, "compiled": schedule.compile, "processes": workers.world_size,
