@@ -31,6 +31,9 @@ from edgeft.gating.floor import floor_message, lexicon_baseline, majority_baseli
 from edgeft.gating.student import fallback_of, passed_line, rule_figures, student_check
 from edgeft.runtime.scoring import PRIMARY_NAME, Examples
 
+EXTRA_LIMIT_ALONE = ("--max-extra-texts limits the texts of --extra-text, which is not given; add --extra-text FILE "
+                     "(or packaged:tweets), or drop --max-extra-texts")
+
 # What `edgeft build --task T` trains on when --data is not given.
 DEFAULT_TASK_DATA = {"classification": DEFAULT_DATA, "ner": "packaged:wnut16"}
 
@@ -140,6 +143,8 @@ def build(req: BuildRequest) -> BuildResult:
         from edgeft.stages.student import prepare_student
 
         student = prepare_student(student, model_dir, req.work_dir / "work")
+    if req.max_extra_texts is not None and not req.extra_text:
+        raise BadInput(EXTRA_LIMIT_ALONE)
     extra_texts = read_extra_text(req.extra_text, req.max_extra_texts) if req.extra_text else []
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "

@@ -233,11 +233,16 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
         "unknown candidate": (["--quantization", "int4"], "--quantization 'int4' is not a candidate"),
         "option the runtime lacks": (["--target", str(ov_option)], "option 'per_channel' is not implemented for runtime 'openvino'"),
         "vocabulary trim on OpenVINO IR": (["--target", str(ov_trim)], "option 'vocabulary' is not implemented for runtime 'openvino'"),
+        # Usage errors are one line too, naming the option and where its help is.
+        "negative seed": (["--seed", "-1"], "Invalid value for '--seed'"),
+        "unknown option": (["--nope", "1"], "No such option: --nope"),
+        "a limit without extra text": (["--max-extra-texts", "5"], "--max-extra-texts limits the texts of --extra-text"),
     }
 
 
 CASES = ["unknown target", "missing data", "empty data", "undecodable", "missing column", "single class",
-         "model without config", "invalid profile", "bad device", "unknown candidate", "option the runtime lacks"]
+         "model without config", "invalid profile", "bad device", "unknown candidate", "option the runtime lacks",
+         "negative seed", "unknown option", "a limit without extra text"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -248,6 +253,17 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, tmp_path, tiny_m
     for flag, value in zip(extra[::2], extra[1::2]):  # later flags override the defaults above
         args += [flag, value]
     code, _, err = run_edgeft(args)
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["bench", "{bundle}", "--runs", "0"], "Invalid value for '--runs'"),
+    (["bench", "{bundle}", "--threads", "0"], "Invalid value for '--threads'"),
+    (["predict", "{bundle}", "good day", "--threads", "-1"], "Invalid value for '--threads'"),
+])
+def test_out_of_range_run_options_are_one_line_exit_2(tiny_bundles, args, fragment):
+    code, _, err = run_edgeft([a.format(bundle=tiny_bundles["x86-avx2"]) for a in args])
     assert code == 2, err
     assert_one_line_error(err, fragment)
 
@@ -305,4 +321,8 @@ def test_targets_list_and_show():
 def test_help_lists_commands_and_exit_codes():
     code, out, _ = run_edgeft(["--help"])
     assert code == 0 and all(c in out for c in ("build", "predict", "bench", "targets", "Exit codes"))
+    # The defaults that help texts spell out in brackets are shown, not eaten as markup.
+    code, out, _ = run_edgeft(["build", "--help"])
+    flat = " ".join(out.split())
+    assert code == 0 and "[default: bundles/TARGET]" in flat and "[default: packaged:tweets]" in flat
 

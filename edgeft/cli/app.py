@@ -13,6 +13,8 @@ from edgeft.cli import build_cmd, distill_cmd, finetune_cmd, gate_cmd, run_cmds,
 from edgeft.errors import EdgeftError
 
 app = typer.Typer(name="edgeft", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  # Plain help text: Rich markup would eat every "[default: ...]" as an unknown style tag.
+                  rich_markup_mode=None,
                   help="Fine-tune, quantize and export transformer encoders for named devices, and verify them there.\n\n"
                        "Exit codes: 0 success, 1 a gate or budget failed, 2 bad input, 3 a stage failed at run time.")
 
@@ -53,9 +55,15 @@ def main() -> None:
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
-        # Usage errors (typer's vendored click) know how to show themselves and carry exit code 2.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        # Usage errors (typer's click: an unknown option, a value out of range) carry exit code 2 and, like every
+        # other bad input, become one line that names the option and where the help is.
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `edgeft` alone: the help itself, as typed
             exc.show()
+            sys.exit(exc.exit_code)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
             sys.exit(exc.exit_code)
         raise
     if code == 130:

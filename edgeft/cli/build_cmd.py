@@ -22,20 +22,20 @@ def build(
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     out: Path | None = typer.Option(None, "--out", help="Bundle folder [default: bundles/TARGET]."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, the subset, initialisation and data order."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, the subset, initialisation and data order."),
     encoding: str = Encoding,
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Fine-tuning epochs, exactly (no step floor) "
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Fine-tuning epochs, exactly (no step floor) "
                                       "[default: 2, or more to reach --min-steps; ner 10]."),
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,
     freeze_layers: int | None = FreezeLayers,
     pooling: str | None = PoolingOption,
-    max_train_samples: int | None = typer.Option(None, "--max-train-samples",
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=0,
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Training batch size; 0 = automatic "
+    batch_size: int | None = typer.Option(None, "--batch-size", min=0, help="Training batch size; 0 = automatic "
                                           "(32 on a CPU, the largest that fits a GPU) [default: automatic; ner 16]."),
     finetuned: Path | None = typer.Option(None, "--finetuned", help="Skip fine-tuning: ship (or distil from) this "
                                           "fine-tuned model folder, e.g. what `edgeft finetune --out` wrote."),
@@ -52,7 +52,7 @@ def build(
     extra_text: str | None = typer.Option(None, "--extra-text", help="Unlabelled texts the teacher labels for the "
                                           "student: a file (one per line) or a packaged data set's texts "
                                           "(packaged:tweets)."),
-    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", help="Use the first N extra texts "
+    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", min=1, help="Use the first N extra texts "
                                                "[default: all]."),
     quantization: str | None = typer.Option(None, "--quantization", help="Ship this quantization candidate of the "
                                             "profile without measuring the others (`edgeft targets show TARGET`)."),

@@ -25,21 +25,21 @@ def distill(
     extra_text: str | None = typer.Option(None, "--extra-text", help="Unlabelled texts the teacher labels for the "
                                           "student: a file (one per line) or a packaged data set's texts "
                                           "(packaged:tweets)."),
-    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", help="Use the first N extra texts "
+    max_extra_texts: int | None = typer.Option(None, "--max-extra-texts", min=1, help="Use the first N extra texts "
                                                "[default: all]."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Distillation epochs [default: 2]."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Distillation epochs [default: 2]."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 1e-4]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size [default: 32]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Batch size [default: 32]."),
     temperature: float | None = typer.Option(None, "--temperature", help="Softmax temperature of the soft targets "
                                              "[default: 2]."),
     alpha: float | None = typer.Option(None, "--alpha", help="Weight of the soft-target loss; 1 - alpha goes to the "
                                        "hard labels [default: 0.8]."),
     hidden_weight: float | None = typer.Option(None, "--hidden-weight", help="Weight of the intermediate-layer "
                                                "(hidden-state) loss; 0 = off [default: 0]."),
-    max_train_samples: int | None = typer.Option(None, "--max-train-samples", help="Seeded, stratified subset of "
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=0, help="Seeded, stratified subset of "
                                                  "the train split; 0 = all [default: all]."),
-    max_length: int = typer.Option(128, "--max-length", help="Tokens per text, special tokens included."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split (as in `edgeft build`), initialisation and order."),
+    max_length: int = typer.Option(128, "--max-length", min=3, help="Tokens per text, special tokens included."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (as in `edgeft build`), initialisation and order."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Where stage artifacts are cached."),
 ) -> None:
@@ -48,7 +48,7 @@ def distill(
     from edgeft.data.text import load_dataset, split_dataset
     from edgeft.data.unlabelled import read_extra_text
     from edgeft.errors import BadInput
-    from edgeft.pipeline import parse_student
+    from edgeft.pipeline import EXTRA_LIMIT_ALONE, parse_student
     from edgeft.stages.distill import distill_folder, open_teacher
 
     given = {"epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "temperature": temperature,
@@ -57,6 +57,8 @@ def distill(
     recipe = parse_student(student, **{k: v for k, v in given.items() if v is not None})
     if device not in ("auto", "cpu", "cuda"):
         raise BadInput(f"--device '{device}' is not one of auto, cpu, cuda")
+    if max_extra_texts is not None and not extra_text:
+        raise BadInput(EXTRA_LIMIT_ALONE)
     check_output_folder(out)
     # The teacher's head says the task: a token classifier distils on tagged sentences (CoNLL / JSONL), by entity F1.
     if open_teacher(teacher).manifest["task"] == "ner":

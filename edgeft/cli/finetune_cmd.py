@@ -26,7 +26,7 @@ def finetune(
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     encoding: str = Encoding,
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs at most (early stopping on the dev split), "
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs at most (early stopping on the dev split), "
                                       "no step floor [default: 2, or more to reach --min-steps; ner 10]."),
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
@@ -35,12 +35,12 @@ def finetune(
     pooling: str | None = PoolingOption,
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process; 0 = automatic: "
+    batch_size: int | None = typer.Option(None, "--batch-size", min=0, help="Batch size per process; 0 = automatic: "
                                           "32 on a CPU, on a GPU the largest that fits (up to 256; learning rate "
                                           "scaled by sqrt(batch/32)) [default: automatic; ner 16]."),
-    max_train_samples: int | None = typer.Option(None, "--max-train-samples", help="Seeded subset of the train "
+    max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=0, help="Seeded subset of the train "
                                                  "split; 0 = all [default: 8000; ner all]."),
-    max_length: int = typer.Option(128, "--max-length", help="Tokens per text, special tokens included."),
+    max_length: int = typer.Option(128, "--max-length", min=3, help="Tokens per text, special tokens included."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on a GPU that has it, else fp16; fp32 on "
                                   "a CPU), fp32, bf16 or fp16."),
@@ -53,7 +53,7 @@ def finetune(
                                      "--search epochs=2,4; the best dev score wins, every trial is recorded."),
     time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds the --search may take; trials "
                                              "that would not fit are skipped (and recorded)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split (as in `edgeft build`), subset, init and order."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split (as in `edgeft build`), subset, init and order."),
     work_dir: Path = typer.Option(Path(".edgeft"), "--work-dir", help="Stage cache; an interrupted fine-tune "
                                   "resumes from its checkpoint here."),
 ) -> None:

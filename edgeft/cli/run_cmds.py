@@ -20,7 +20,7 @@ def predict(
                                       show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: a list of {label, score} objects, or for a NER "
                                  "bundle a list (one per text) of {text, type, start, end, score} spans."),
-    threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Override the profile's thread count."),
 ) -> None:
     """Classify texts with a bundle (a label and its score per text), or find entity spans with a NER bundle."""
     from edgeft import runtime
@@ -54,9 +54,9 @@ def bench(
     label_column: str = LabelColumn,
     encoding: str = Encoding,
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
-    runs: int | None = typer.Option(None, "--runs", help="Timed batch-1 calls [default: the profile's]."),
-    warmup: int | None = typer.Option(None, "--warmup", help="Untimed calls first [default: the profile's]."),
-    threads: int | None = typer.Option(None, "--threads", help="Override the profile's thread count."),
+    runs: int | None = typer.Option(None, "--runs", min=1, help="Timed batch-1 calls [default: the profile's]."),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="Untimed calls first [default: the profile's]."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Override the profile's thread count."),
     rounds: int | None = typer.Option(None, "--rounds", min=1, help="Repeat the timed calls this many times; "
                                       "their spread is the noise `edgeft gate` allows for [default: the profile's, 5]."),
     reference: Path | None = typer.Option(None, "--reference", help="Also time this bundle (e.g. the baseline's) "
@@ -124,7 +124,7 @@ def race(
     rounds: int = typer.Option(3, "--rounds", min=1, help="Times each text is timed per model."),
     warmup: int | None = typer.Option(None, "--warmup", min=0, help="Untimed passes over the first texts "
                                       "[default: all of them once]."),
-    threads: int | None = typer.Option(None, "--threads", help="Override the bundles' thread count."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Override the bundles' thread count."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
 ) -> None:
     """Time several bundles in turn on the same texts (batch 1, interleaved): the device side of a build's race."""
