@@ -268,6 +268,15 @@ def test_out_of_range_run_options_are_one_line_exit_2(tiny_bundles, args, fragme
     assert_one_line_error(err, fragment)
 
 
+def test_bench_on_data_with_other_labels_names_a_few_of_them_in_one_short_line(tiny_bundles, tmp_path):
+    data = tmp_path / "other.csv"
+    data.write_text("text,label\n" + "".join(f"text {i},label {i}\n" for i in range(300)))
+    code, _, err = run_edgeft(["bench", str(tiny_bundles["x86-avx2"]), "--data", str(data), "--runs", "10"])
+    assert code == 2, err
+    assert_one_line_error(err, "labels the model does not know: 'label 0', 'label 1'")
+    assert "(300 in all)" in err and len(err) < 400
+
+
 def test_out_that_is_not_a_bundle_is_refused(tmp_path, tiny_model, tiny_csv, work_dir):
     precious = tmp_path / "project"
     precious.mkdir()

@@ -50,10 +50,20 @@ def test_undecodable_bytes_name_the_line_and_the_fix(tmp_path):
     ("", "is empty"),
     ("text,label\nonly,a\nagain,a\n", "single class"),
     ("text,label\nhello,\n", "line 2: empty label"),
+    # An unquoted comma splits the text and shifts the label: the file is wrong, not the row's label.
+    ("text,label\nfine,a\nhello, world,b\n", r'line 3: 3 fields, the header has 2; quote a text that holds a comma'),
+    ("text,label\n", "has no rows below its header; add labelled texts"),
+    ("text,label\n,a\n ,b\n", "every one of its 2 rows has an empty text; check --text-column"),
 ])
 def test_bad_files_are_rejected(tmp_path, content, message):
     with pytest.raises(BadInput, match=message):
         load_dataset(write(tmp_path, "d.csv", content))
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    # Excel's "CSV UTF-8" starts the file with one.
+    path = write(tmp_path, "d.csv", b"\xef\xbb\xbftext,label\nyes,a\nno,b\n")
+    assert load_dataset(path).texts == ["yes", "no"]
 
 
 def test_missing_file_and_unknown_extension(tmp_path):
@@ -93,6 +103,14 @@ def test_split_is_seeded_stratified_and_disjoint(tiny_csv):
     assert len(a.train) + len(a.dev) + len(a.test) == len(ds.texts)
     test_labels = [ds.labels[i] for i in a.test]
     assert {test_labels.count(l) for l in ds.label_names} == {32}  # 20 % of 160 per class (a small set: 480 texts)
+
+
+def test_labels_too_small_to_split_are_counted_and_swapped_columns_are_named(tmp_path):
+    rows = "".join(f"{label},text number {i}\n" for i, label in enumerate(["pos", "neg"] * 40))
+    swapped = load_dataset(write(tmp_path, "d.csv", "label,text\n" + rows), text_column="label", label_column="text")
+    with pytest.raises(BadInput, match=r"2 of 2 labels have too few texts .*'text number 0' has 1, after 78 "
+                                       r"duplicate texts were dropped.*swap --text-column and --label-column"):
+        split_dataset(swapped, 0)
 
 
 def test_stratified_subset_keeps_proportions(tiny_csv):

@@ -71,7 +71,10 @@ def read_bytes(path: Path, empty_hint: str = "it needs a header and at least two
 
 
 def decode(raw: bytes, path: Path, encoding: str) -> str:
-    """Text of a data file; a wrong encoding names the line of the first bad byte and the --encoding fix."""
+    """Text of a data file; a wrong encoding names the line of the first bad byte and the --encoding fix. A UTF-8
+    byte-order mark (Excel's "CSV UTF-8" writes one) is dropped: left in, it becomes part of the first column's name."""
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
         return raw.decode(encoding)
     except LookupError:
@@ -91,8 +94,18 @@ def _parse_tabular(text: str, path: Path, delimiter: str, text_column: str, labe
             flag = "--text-column" if role == "text" else "--label-column"
             raise BadInput(f"data file {path}: no {role} column '{column}' (columns: {', '.join(header) or 'none'}); "
                            f"pass {flag} with the right name")
-    rows = ((reader.line_num, row.get(text_column), row.get(label_column)) for row in reader)
-    return _collect(rows, path)
+    def rows():
+        for row in reader:
+            if None in row:  # more fields than the header: an unquoted delimiter split a text, shifting its label
+                raise BadInput(f"data file {path} line {reader.line_num}: {len(header) + len(row[None])} fields, the "
+                               f"header has {len(header)}; quote a text that holds {_named(delimiter)} "
+                               f"(\"like, this\")")
+            yield reader.line_num, row.get(text_column), row.get(label_column)
+    return _collect(rows(), path)
+
+
+def _named(delimiter: str) -> str:
+    return {",": "a comma", "\t": "a tab", ";": "a semicolon"}.get(delimiter, f"'{delimiter}'")
 
 
 def _parse_jsonl(text: str, path: Path, text_column: str, label_column: str,
@@ -173,7 +186,9 @@ def _validated(ds: TextDataset, source: str) -> TextDataset:
         texts.append(text)
         labels.append(label)
     if not texts:
-        raise BadInput(f"data {source} has no labelled texts; check --text-column and --label-column")
+        empty = ds.dropped.get("empty text")
+        raise BadInput(f"data {source}: every one of its {empty} rows has an empty text; check --text-column"
+                       if empty else f"data {source} has no rows below its header; add labelled texts")
     counts = Counter(labels)
     if len(counts) < 2:
         raise BadInput(f"data {source} has a single class ('{labels[0]}'); a classifier needs at least two labels")
@@ -216,14 +231,27 @@ def split_dataset(ds: TextDataset, seed: int, dev_fraction: float | None = None,
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(ds.labels):
         by_label.setdefault(label, []).append(i)
+    def need(n: int) -> int:
+        return max(1, round(n * test_fraction)) + max(1, round(n * dev_fraction)) + 1
+
+    small = {label: len(idx) for label, idx in by_label.items() if len(idx) < need(len(idx))}
+    if small:
+        label, n = min(small.items(), key=lambda item: (item[1], item[0]))
+        shown = label if len(label) <= 40 else label[:37] + "..."
+        dup = ds.dropped.get("duplicate text")
+        # Most rows dropped as duplicates, or a crowd of one-text labels: labels in the text column, texts in the
+        # label column.
+        swapped = (" If the texts look like labels, swap --text-column and --label-column."
+                   if (dup or 0) > len(ds.texts) or (len(small) > len(by_label) / 2 and len(by_label) > 20) else "")
+        raise BadInput(f"data {ds.source}: {len(small)} of {len(by_label)} labels have too few texts to fill train, "
+                       f"dev and test (each needs at least {need(n)}; '{shown}' has {n}"
+                       f"{f', after {dup} duplicate texts were dropped' if dup else ''}); add texts to those labels or "
+                       f"drop them.{swapped}")
     for label in sorted(by_label):
         idx = np.array(by_label[label])
         rng.shuffle(idx)
         n_test = max(1, round(len(idx) * test_fraction))
         n_dev = max(1, round(len(idx) * dev_fraction))
-        if len(idx) < n_test + n_dev + 1:
-            raise BadInput(f"data {ds.source}: label '{label}' has only {len(idx)} texts; "
-                           f"each label needs at least {n_test + n_dev + 1} to fill train, dev and test")
         test += idx[:n_test].tolist()
         dev += idx[n_test:n_test + n_dev].tolist()
         train += idx[n_test + n_dev:].tolist()

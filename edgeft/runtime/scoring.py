@@ -68,12 +68,21 @@ def predict(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEnc
 
         unknown = sorted({t for s in examples.tags for t in s} - set(labels))
         if unknown:
-            raise BadInput(f"tags {unknown} are not among the model's tags {labels}; score data tagged like its training data")
+            raise BadInput(f"tags the model does not know: {_few(unknown)}; its tags: {_few(labels)}; score data "
+                           f"tagged like its training data")
         return tags_of(word_logits(run, encoder, examples.words, batch_size), examples.words, labels)
     unknown = sorted(set(examples.labels) - set(labels))
     if unknown:
-        raise BadInput(f"labels {unknown} are not among the model's labels {labels}; check --label-column")
+        raise BadInput(f"labels the model does not know: {_few(unknown)}; its labels: {_few(labels)}; check "
+                       f"--label-column")
     return [labels[k] for k in sentence_logits(run, encoder, examples.texts, len(labels), batch_size).argmax(-1)]
+
+
+def _few(values: list[str], shown: int = 5) -> str:
+    """A list for a one-line message: a few of its values (each cut to 40 characters) and how many in all."""
+    cut = [v if len(v) <= 40 else v[:37] + "..." for v in values[:shown]]
+    more = f", ... ({len(values)} in all)" if len(values) > shown else ""
+    return ", ".join(repr(v) for v in cut) + more
 
 
 def metrics_of(examples: Examples, predicted: list, labels: list[str]) -> dict:
