@@ -98,6 +98,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 is for the unfinished folder, not for the bundle
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -114,6 +115,12 @@ def _replace(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_file_write(path: Path, text: str) -> None:
     """Write a file so that readers see the old content or the new, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +128,7 @@ def atomic_file_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would have made it; mkstemp's 0600 hides it from CI uploaders
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

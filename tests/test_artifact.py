@@ -1,6 +1,9 @@
-"""Stage caching: the same inputs and the same edgeft code are a cache hit; a change to either is a new folder."""
+"""Stage caching: the same inputs and the same edgeft code are a cache hit; a change to either is a new folder. Outputs
+appear whole, with the permissions the umask gives."""
 
 from __future__ import annotations
+
+import pytest
 
 import shutil
 from pathlib import Path
@@ -44,3 +47,22 @@ def test_the_code_fingerprint_changes_with_any_source_and_only_with_sources(tmp_
     loop = package / "stages" / "training.py"
     loop.write_text(loop.read_text(encoding="utf-8") + "\n# a one-line edit\n", encoding="utf-8")
     assert artifact.sources_digest(package) != original
+
+
+@pytest.mark.parametrize("umask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_outputs_get_the_permissions_the_umask_gives_not_the_temporary_files_private_ones(tmp_path, umask,
+                                                                                         folder_mode, file_mode):
+    import os
+    import stat
+
+    from edgeft.artifact import atomic_file_write, atomic_folder
+
+    previous = os.umask(umask)
+    try:
+        with atomic_folder(tmp_path / "bundle") as tmp:
+            (tmp / "model.onnx").write_bytes(b"x")
+        atomic_file_write(tmp_path / "bench.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == folder_mode
+    assert stat.S_IMODE((tmp_path / "bench.json").stat().st_mode) == file_mode
