@@ -305,7 +305,7 @@ def open_finetuned(folder: Path, task: str, labels: list[str]):
     from edgeft.stages.distill import open_teacher
     from edgeft.stages.finetune import model_hash
 
-    art = open_teacher(folder)
+    art = open_teacher(folder, "--finetuned")
     if art.manifest.get("task", "classification") != task:
         raise BadInput(f"--finetuned {folder} is a {art.manifest.get('task')} model; this build has --task {task}")
     if sorted(art.manifest["labels"]) != sorted(labels):
@@ -352,7 +352,8 @@ def parse_student(spec: str | None, **fields: Any) -> Student:
     try:
         return Student.from_spec(spec, **fields) if spec is not None else Student(**fields)
     except ValidationError as exc:
-        raise BadInput(f"student option {describe_validation_error(exc)}") from None
+        raise BadInput(f"--student / --distill: {describe_validation_error(exc)} (the recipe's fields: "
+                       f"{', '.join(Student.model_fields)})") from None
     except ValueError as exc:
         raise BadInput(f"--student: {exc}") from None
 

@@ -237,12 +237,17 @@ def bad_inputs(tmp_path, tiny_model, tiny_csv):
         "negative seed": (["--seed", "-1"], "Invalid value for '--seed'"),
         "unknown option": (["--nope", "1"], "No such option: --nope"),
         "a limit without extra text": (["--max-extra-texts", "5"], "--max-extra-texts limits the texts of --extra-text"),
+        # Each message names the option that was given, not another one.
+        "missing fine-tuned folder": (["--finetuned", str(tmp_path / "nope")], "--finetuned " + str(tmp_path / "nope")
+                                      + " does not exist; pass --finetuned with"),
+        "bench device of no known form": (["--bench-device", "gpu"], "--bench-device 'gpu' is not local, qemu-arm64"),
     }
 
 
 CASES = ["unknown target", "missing data", "empty data", "undecodable", "missing column", "single class",
          "model without config", "invalid profile", "bad device", "unknown candidate", "option the runtime lacks",
-         "negative seed", "unknown option", "a limit without extra text"]
+         "negative seed", "unknown option", "a limit without extra text", "missing fine-tuned folder",
+         "bench device of no known form"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -9,12 +9,12 @@ from edgeft.errors import BadInput
 from edgeft.devices.ssh import SshDevice
 
 
-def parse_device(spec: str) -> str | SshDevice:
+def parse_device(spec: str, flag: str = "--device") -> str | SshDevice:
     """'local', 'qemu-arm64' or an SshDevice; anything else is BadInput with the accepted forms."""
     if spec in ("local", "qemu-arm64"):
         return spec
     match = re.fullmatch(r"ssh://(?:([^@/:]+)@)?([^@/:]+)(?::(\d+))?/?", spec)
     if not match:
-        raise BadInput(f"--device '{spec}' is not local, qemu-arm64 or ssh://user@host[:port]")
+        raise BadInput(f"{flag} '{spec}' is not local, qemu-arm64 or ssh://user@host[:port]")
     user, host, port = match.groups()
     return SshDevice(user, host, int(port or 22))

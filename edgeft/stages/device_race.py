@@ -57,7 +57,7 @@ class BenchDevice:
 def open_bench_device(spec: str, profile: TargetProfile, task: str) -> BenchDevice | None:
     """Before any work: reach the device and check it is the target's hardware (BadInput, exit 2, if not;
     DeviceUnreachable, exit 3, if it cannot be reached). `local` means no device."""
-    where = parse_device(spec)
+    where = parse_device(spec, "--bench-device")
     if where == "local":
         return None
     if where == "qemu-arm64":

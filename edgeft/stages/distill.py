@@ -161,13 +161,13 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
             "versions": library_versions("torch", "transformers")}
 
 
-def open_teacher(folder: Path) -> Artifact:
+def open_teacher(folder: Path, flag: str = "--teacher") -> Artifact:
     """An edgeft fine-tune artifact as it is, or any Hugging Face classifier folder (labels from its config)."""
     from edgeft.artifact import MANIFEST, read_manifest
     from edgeft.errors import BadInput
     from edgeft.stages.torch_model import check_model_folder
 
-    check_model_folder(folder)
+    check_model_folder(folder, flag)
     if (folder / MANIFEST).is_file():
         manifest = read_manifest(folder)
         if manifest.get("kind") == "hf-model":

@@ -76,7 +76,7 @@ def check_student(student: Student, teacher_dir: Path) -> None:
 
     config = json.loads((teacher_dir / "config.json").read_text(encoding="utf-8"))
     if student.model is not None:
-        check_model_folder(Path(student.model))
+        check_model_folder(Path(student.model), "--student")
         from tokenizers import Tokenizer
 
         # The student is trained on the teacher's token ids: a different vocabulary would be silent garbage.
@@ -124,7 +124,7 @@ def make_student(teacher, student: Student, labels: list[str], task: str,
     teacher_n = len(encoder_layers(teacher))
     if student.model is not None:
         folder = Path(student.model)
-        check_model_folder(folder)
+        check_model_folder(folder, "--student")
         # The student reads its sentence vector as the teacher does ([CLS] pooler or the mean), so that the logits it
         # imitates come from the same kind of summary; a copied or narrowed student inherits it with the weights.
         pooling = "mean" if getattr(teacher.config, POOLING_KEY, None) == "mean" else "cls"

@@ -21,17 +21,18 @@ def torch_modules():
     return torch, transformers
 
 
-def check_model_folder(model_dir: Path) -> None:
-    """Before any work: a model folder must hold a config, safetensors weights and a fast tokenizer."""
+def check_model_folder(model_dir: Path, flag: str = "--model") -> None:
+    """Before any work: a model folder must hold a config, safetensors weights and a fast tokenizer. `flag` is the
+    option that named the folder, so that the message points at it."""
     if not model_dir.is_dir():
-        raise BadInput(f"model folder {model_dir} does not exist; pass --model with a Hugging Face model folder")
+        raise BadInput(f"{flag} {model_dir} does not exist; pass {flag} with a Hugging Face model folder")
     if not (model_dir / "config.json").is_file():
-        raise BadInput(f"model folder {model_dir} has no config.json; pass a folder written by save_pretrained()")
+        raise BadInput(f"{flag} {model_dir} has no config.json; pass a folder written by save_pretrained()")
     if not any(model_dir.glob("*.safetensors")):
         # Pickled .bin weights can run code on load: edgeft reads safetensors only.
-        raise BadInput(f"model folder {model_dir} has no .safetensors weights; convert the checkpoint to safetensors")
+        raise BadInput(f"{flag} {model_dir} has no .safetensors weights; convert the checkpoint to safetensors")
     if not (model_dir / "tokenizer.json").is_file():
-        raise BadInput(f"model folder {model_dir} has no tokenizer.json (a fast tokenizer); save one with "
+        raise BadInput(f"{flag} {model_dir} has no tokenizer.json (a fast tokenizer); save one with "
                        f"AutoTokenizer.from_pretrained(...).save_pretrained(folder)")
 
 
