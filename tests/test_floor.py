@@ -53,6 +53,12 @@ def test_a_build_on_shuffled_labels_exits_1_naming_the_majority_baseline(tiny_mo
     report = json.loads((out / "report.json").read_text())  # written for inspection
     assert not report["floor"]["teacher"]["passed"]
     assert report["metrics"]["majority_accuracy"] == report["floor"]["baseline_score"]
+    # ... and says so to every reader: the verdict, the model card's banner, and a warning from whoever runs it.
+    assert report["verdict"]["passed"] is False and any("beats the majority" in f for f in report["verdict"]["failed"])
+    card = (out / "README.md").read_text()
+    assert "**Not for shipping: this bundle failed its build's checks**" in card.split("## ")[0]
+    code, _, err = run_edgeft(["predict", str(out), "good day"])
+    assert code == 0 and "warning:" in err and "failed its build's checks" in err
 
 
 def test_the_same_tiny_model_on_learnable_labels_clears_the_floor_and_the_gate_checks_it(tiny_bundles, tmp_path):
@@ -60,6 +66,8 @@ def test_the_same_tiny_model_on_learnable_labels_clears_the_floor_and_the_gate_c
     report = json.loads((bundle / "report.json").read_text())
     floor = report["floor"]
     assert floor["teacher"]["passed"] and floor["shipped"]["passed"] and floor["baseline"] == "majority"
+    assert report["verdict"] == {"passed": True, "failed": []}
+    assert "Not for shipping" not in (bundle / "README.md").read_text()
     assert 0.2 < report["metrics"]["majority_accuracy"] < 0.5 < report["metrics"]["accuracy"]
     # The tiny vocabulary reads every word of these texts: nothing to warn about.
     fit = json.loads((bundle / "manifest.json").read_text())["inputs"]["data"]["vocabulary_fit"]

@@ -195,7 +195,10 @@ def test_a_build_whose_student_falls_short_ships_the_teacher_and_says_so(tiny_mo
     assert [stage["stage"] for stage in manifest["lineage"]][0] == "finetune" and "distill" not in {
         stage["stage"] for stage in manifest["lineage"]}
     assert "teacher's candidates race instead" in stdout + err
-    assert "Shipped the teacher" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    # The card's head names what shipped: the profile's description speaks of a student that is not in this bundle.
+    assert "Shipped the teacher" in card
+    assert "The shipped model is the fine-tuned teacher, not the profile's student" in card.split("## ")[0]
     assert report["student_check"] == fallback and not fallback["passed"]
 
 

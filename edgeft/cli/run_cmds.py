@@ -26,6 +26,7 @@ def predict(
     from edgeft import runtime
 
     loaded = runtime.load(bundle, threads=threads)
+    _warn_if_failed(bundle)
     # One text per call: dynamic int8 scales its activations over the whole batch, padding included, so a text's
     # scores would depend on the texts beside it. Alone, each gets what an app that runs it alone gets.
     predictions = loaded.predict(texts, batch_size=1)
@@ -89,6 +90,7 @@ def bench(
     from edgeft.runtime.bundle import manifest_digest
     from edgeft.runtime.samples import bench_texts
 
+    _warn_if_failed(bundle)  # before the clock starts: the cold start is the app's, not this warning's
     with _pinned(cores) as pinned:
         started = time.perf_counter()
         loaded = runtime.load(bundle, threads=threads)
@@ -204,13 +206,24 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
         typer.echo(f"wrote {json_out}", err=True)
 
 
+def _warn_if_failed(bundle: Path) -> None:
+    """A bundle whose build exited 1 was written for inspection: whoever runs it is told so, once, on stderr."""
+    try:
+        verdict = _bundle_report(bundle).get("verdict") or {}
+    except (OSError, ValueError):  # the bundle loaded: its hashes hold, so an unreadable report is the build's
+        return
+    if verdict.get("passed") is False:
+        typer.echo(f"warning: {bundle} failed its build's checks ({'; '.join(verdict.get('failed', []))}); "
+                   f"`edgeft build` wrote it for inspection, not for shipping", err=True)
+
+
 def _bundle_report(bundle: Path) -> dict:
     # The build's own figures travel with the bench result, so a gate can compare teacher vs shipped later.
     path = bundle / "report.json"
     if not path.is_file():
         return {}
     report = json.loads(path.read_text(encoding="utf-8"))
-    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads", "floor")}
+    return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads", "floor", "verdict")}
 
 
 def report(

@@ -18,6 +18,11 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
              f"not the {profile.isa.value} target: run `edgeft bench` on the device for device latency")
     distilled = manifest.get("distill")
     origin = ""
+    fallback = report.get("student_fallback")
+    if fallback and not distilled:
+        # The profile's description names its student: say plainly that this bundle holds the teacher instead.
+        origin = (f"\nThe shipped model is the fine-tuned teacher, not the profile's student, which did not ship: "
+                  f"{fallback['reason']}.\n")
     if distilled:
         st = distilled["student"]
         origin = (f"\nThe shipped model is a student distilled from the fine-tuned teacher: {student_shape(st)}, "
@@ -48,9 +53,13 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
     selection = report["selection"]
     table = selection_rows(selection)
     candidates = "\n".join("| " + " | ".join(row.values()) + " |" for row in table)
+    verdict = report.get("verdict") or {}
+    banner = ("" if verdict.get("passed", True) else
+              f"\n> **Not for shipping: this bundle failed its build's checks** ({'; '.join(verdict['failed'])}). "
+              f"`edgeft build` exited 1 and wrote it for inspection only.\n")
     return f"""# {profile.name} bundle
-
-{profile.description}.
+{banner}
+Target profile: {profile.description}.
 {origin}
 | model | runtime | {report.get('metric', 'accuracy')} | macro-F1 | p50 ms | p90 ms | size MiB |
 |---|---|---|---|---|---|---|

@@ -95,6 +95,9 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                               "metric": PRIMARY_NAME[task], "score": report["floor"]["baseline_score"],
                               "macro_f1": report["floor"]["baseline_macro_f1"]}
         report["budgets"] = check_budgets(profile, report) + floor_checks(report["floor"])
+        # One verdict for every reader of the bundle (model card, `predict`, CI): exit 0 of the build means passed.
+        report["verdict"] = {"passed": all(c["passed"] for c in report["budgets"]),
+                             "failed": [c["name"] for c in report["budgets"] if not c["passed"]]}
         _write_samples(bundle, held_out, tmp / SAMPLES_FILE)
         if profile.format is ModelFormat.ORT:
             from edgeft.stages.mobile import write_mobile_files
