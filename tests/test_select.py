@@ -26,7 +26,18 @@ def decide(table: dict[str, dict], timed: bool = True, budget: float = 0.01) -> 
 def test_the_fastest_candidate_within_the_budget_ships():
     table = rows(a=("dynamic-int8", 0.004, 5.0), b=("dynamic-int8", 0.002, 4.0), fp32=("fp32", 0.0, 9.0))
     assert decide(table) == "b"
-    assert table["a"]["status"] == "rejected" and "vs 4.00 ms for 'b'" in table["a"]["reason"]
+    assert table["a"]["status"] == "rejected"
+    assert table["a"]["reason"] == "p50 5.000 ms is 25.0% over the fastest, 'b' at 4.000 ms (the tie is 3%); 'b' ships"
+
+
+def test_a_tie_is_measured_from_the_fastest_candidate_and_the_reason_says_so():
+    # 'late' is 2 % over 'first' but 3.06 % over the fastest: outside the tie, and its reason must not quote 2 %.
+    table = rows(first=("dynamic-int8", 0.0, 4.08), late=("dynamic-int8", 0.0, 4.1224), top=("dynamic-int8", 0.0, 4.0),
+                 fp32=("fp32", 0.0, 9.0))
+    assert decide(table) == "first"
+    assert "over the fastest, 'top' at 4.000 ms" in table["late"]["reason"]
+    assert table["top"]["reason"] == ("the fastest (p50 4.000 ms), in a tie with 'first' (within 3%), which comes "
+                                      "first in the preference order")
 
 
 def test_a_faster_candidate_that_loses_too_much_accuracy_is_rejected():

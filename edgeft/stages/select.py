@@ -319,13 +319,21 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                 rows[name]["reason"] = (f"slower than the fastest fp32 candidate (p50 {rows[name]['p50_ms']:.2f} "
                                         f"vs {fp32_floor:.2f} ms, more than the {TIE:.0%} tie)")
         fastest = min(rows[n]["p50_ms"] for n in eligible)
+        leader = next(n for n in eligible if rows[n]["p50_ms"] == fastest)
         # Preference order breaks ties: the first eligible candidate within TIE of the fastest.
         chosen = next(n for n in eligible if rows[n]["p50_ms"] <= fastest * (1 + TIE))
         for name in eligible:
-            if name != chosen:
-                rows[name]["reason"] = (f"p50 {rows[name]['p50_ms']:.2f} ms vs {rows[chosen]['p50_ms']:.2f} ms for "
-                                        f"'{chosen}'" + (" (a tie: preference order)" if rows[name]["p50_ms"]
-                                                          <= fastest * (1 + TIE) else ""))
+            if name == chosen:
+                continue
+            p50 = rows[name]["p50_ms"]
+            # The tie is measured from the fastest candidate, so the reason quotes it, not only the one that ships.
+            rows[name]["reason"] = (
+                f"the fastest (p50 {p50:.3f} ms), in a tie with '{chosen}' (within {TIE:.0%}), which comes first in "
+                f"the preference order" if name == leader else
+                f"a tie (p50 {p50:.3f} ms, within {TIE:.0%} of the fastest, '{leader}' at {fastest:.3f} ms): "
+                f"'{chosen}' comes first in the preference order" if p50 <= fastest * (1 + TIE) else
+                f"p50 {p50:.3f} ms is {p50 / fastest - 1:.1%} over the fastest, '{leader}' at {fastest:.3f} ms (the tie "
+                f"is {TIE:.0%}); '{chosen}' ships")
         decided_by = (f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the "
                       f"accuracy budget" if where == "this host" else
                       f"latency on the device {where}, among candidates within the accuracy budget")
