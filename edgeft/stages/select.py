@@ -332,8 +332,8 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                 f"the preference order" if name == leader else
                 f"a tie (p50 {p50:.3f} ms, within {TIE:.0%} of the fastest, '{leader}' at {fastest:.3f} ms): "
                 f"'{chosen}' comes first in the preference order" if p50 <= fastest * (1 + TIE) else
-                f"p50 {p50:.3f} ms is {p50 / fastest - 1:.1%} over the fastest, '{leader}' at {fastest:.3f} ms (the tie "
-                f"is {TIE:.0%}); '{chosen}' ships")
+                f"p50 {p50:.3f} ms is {p50 / fastest - 1:.1%} over the fastest, '{leader}' at {fastest:.3f} ms "
+                f"(the tie is {TIE:.0%}); '{chosen}' ships")
         decided_by = (f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the "
                       f"accuracy budget" if where == "this host" else
                       f"latency on the device {where}, among candidates within the accuracy budget")
