@@ -36,7 +36,7 @@ def build(
                                                  help="Train on a seeded, stratified subset of this size [default: 8000; ner all]; 0 = all."),
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; ner 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=0, help="Training batch size; 0 = automatic "
-                                          "(32 on a CPU, the largest that fits a GPU) [default: automatic; ner 16]."),
+                                          "(32 on a CPU, 16 under 2,000 training texts; the largest that fits a GPU) [default: automatic; ner 16]."),
     finetuned: Path | None = typer.Option(None, "--finetuned", help="Skip fine-tuning: ship (or distil from) this "
                                           "fine-tuned model folder, e.g. what `edgeft finetune --out` wrote."),
     precision: str | None = typer.Option(None, "--precision", help="Fine-tuning precision: auto (bf16 on a GPU that "

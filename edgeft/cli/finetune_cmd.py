@@ -36,7 +36,7 @@ def finetune(
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="Peak learning rate [default: 8e-5; "
                                                "ner 1e-4]."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=0, help="Batch size per process; 0 = automatic: "
-                                          "32 on a CPU, on a GPU the largest that fits (up to 256; learning rate "
+                                          "32 on a CPU (16 under 2,000 training texts), on a GPU the largest that fits (up to 256; learning rate "
                                           "scaled by sqrt(batch/32)) [default: automatic; ner 16]."),
     max_train_samples: int | None = typer.Option(None, "--max-train-samples", min=0, help="Seeded subset of the train "
                                                  "split; 0 = all [default: 8000; ner all]."),
