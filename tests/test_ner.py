@@ -159,7 +159,8 @@ def test_gate_passes_an_unchanged_ner_bench_and_fails_one_with_a_5_point_entity_
     code, out, _ = run_edgeft(["gate", str(tmp_path / "worse.json"), "--baseline", str(tmp_path / "base.json")])
     assert code == 1 and "entity F1 drop vs baseline" in out and "FAIL" in out
     # A classification bench is no baseline for an NER bench.
-    other = dict(base, report=dict(base["report"], metrics={"teacher_accuracy": 0.9, "accuracy": 0.9}))
+    other = dict(base, metrics={"accuracy": 0.9, "n": 300},
+                 report=dict(base["report"], metrics={"teacher_accuracy": 0.9, "accuracy": 0.9}))
     (tmp_path / "other.json").write_text(json.dumps(other))
     code, _, err = run_edgeft(["gate", str(tmp_path / "base.json"), "--baseline", str(tmp_path / "other.json")])
     assert code == 2 and "same task" in err
