@@ -94,6 +94,7 @@ def _parse_tabular(text: str, path: Path, delimiter: str, text_column: str, labe
             flag = "--text-column" if role == "text" else "--label-column"
             raise BadInput(f"data file {path}: no {role} column '{column}' (columns: {', '.join(header) or 'none'}); "
                            f"pass {flag} with the right name")
+
     def rows():
         for row in reader:
             if None in row:  # more fields than the header: an unquoted delimiter split a text, shifting its label
@@ -231,6 +232,7 @@ def split_dataset(ds: TextDataset, seed: int, dev_fraction: float | None = None,
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(ds.labels):
         by_label.setdefault(label, []).append(i)
+
     def need(n: int) -> int:
         return max(1, round(n * test_fraction)) + max(1, round(n * dev_fraction)) + 1
 

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from xml.etree import ElementTree
 
 from edgeft.errors import BadInput
@@ -85,8 +85,8 @@ def read_bench(path: Path) -> dict[str, Any]:
 
 
 NUMBER, OPTIONAL_NUMBER = (int, float), (int, float, type(None))
-# Every other field the gate reads, by dotted path: the types it must have where it is present (None: a missing
-# parent skips the field). A required one (task-specific) is checked in _check_fields.
+# Every other field the gate reads, by dotted path, and the types it may have; each is checked where present (a
+# bench of another task, or one without a --reference pair, lacks some). The task's own scores are required.
 FIELDS: dict[str, tuple[type, ...]] = {
     "report.target": (str,), "report.size_mb": OPTIONAL_NUMBER, "report.floor": (dict, type(None)),
     "report.floor.baseline": (str,), "report.floor.description": (str,), "report.floor.enforced": (bool,),
@@ -104,7 +104,7 @@ PAIRED_REQUIRED = ("ratio", "ratio_spread", "p50_ms", "reference_p50_ms")
 def _check_fields(path: Path, data: dict[str, Any]) -> None:
     """Every field the gate reads has the type it needs, so a hand-edited or truncated file is one BadInput line
     naming the field, never a traceback and never exit 1 (which a CI job would read as a regression)."""
-    def fail(field: str, what: str) -> None:
+    def fail(field: str, what: str) -> NoReturn:
         raise BadInput(f"{path}: field '{field}' {what}; rebench with `edgeft bench BUNDLE --json {path}` (a "
                        f"bundle that `edgeft build` wrote)")
 
