@@ -98,7 +98,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 is for the unfinished folder, not for the bundle
+        _open_up(tmp)
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,14 +115,32 @@ def _replace(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _open_up(folder: Path) -> None:
+    """The permissions the umask gives, for the folder and all in it: mkdtemp's 0700 is for the unfinished folder,
+    and writers that go through a temporary file of their own (safetensors) leave 0600 behind."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
 
 
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Before any work: an output file's path must not be a folder (checked up front, so that a bench or a gate does
+    not measure for minutes and then fail to write)."""
+    if path is not None and path.is_dir():
+        raise BadInput(f"{flag} {path} is a folder; pass a file path (for example {path / 'out.json'})")
+
+
 def atomic_file_write(path: Path, text: str) -> None:
     """Write a file so that readers see the old content or the new, never a half-written one."""
+    check_output_file(path, "the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:

@@ -61,8 +61,15 @@ def test_outputs_get_the_permissions_the_umask_gives_not_the_temporary_files_pri
     try:
         with atomic_folder(tmp_path / "bundle") as tmp:
             (tmp / "model.onnx").write_bytes(b"x")
+            # A writer that goes through a private temporary file of its own (safetensors does) leaves 0600.
+            (tmp / "model.safetensors").write_bytes(b"x")
+            os.chmod(tmp / "model.safetensors", 0o600)
+            (tmp / "mobile").mkdir(mode=0o700)
         atomic_file_write(tmp_path / "bench.json", "{}")
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == folder_mode
+    assert stat.S_IMODE((tmp_path / "bundle" / "mobile").stat().st_mode) == folder_mode
+    for name in ("model.onnx", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / "bundle" / name).stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "bench.json").stat().st_mode) == file_mode

@@ -177,6 +177,10 @@ def test_a_folder_for_a_bench_file_is_exit_2_and_a_summary_goes_into_a_new_folde
     for args in (["gate", str(bundle)], ["gate", str(rerun), "--baseline", str(bundle)]):
         code, _, err = run_edgeft(args)
         assert code == 2 and "is a folder; pass the JSON file" in err and len(err.strip().splitlines()) == 1
+    # An output path that is a folder is refused before anything is written: exit 2, not a traceback read as exit 1.
+    for flag in ("--json", "--markdown", "--junit"):
+        code, _, err = run_edgeft(["gate", str(rerun), flag, str(tmp_path)])
+        assert code == 2 and f"{flag} {tmp_path} is a folder" in err and len(err.strip().splitlines()) == 1
     summary = tmp_path / "new" / "summary.md"
     code, _, err = run_edgeft(["gate", str(rerun), "--markdown", str(summary)])
     assert code == 0, err

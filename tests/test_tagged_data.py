@@ -75,6 +75,12 @@ def test_tab_separated_tokens_keep_unicode_spaces_and_whitespace_lines_separate(
     # WNUT-16 separates tweets with a line holding a lone tab; a token may hold a no-break space.
     ds = load_tagged(write(tmp_path, "d.tsv", "San\u00a0Jose\tB-geo-loc\n\t\nhi\tO\n"))
     assert ds.sentences == [["San\u00a0Jose"], ["hi"]]
+    # In a tab-separated line a token may hold a plain space too: "New York" is one token, no word is lost.
+    ds = load_tagged(write(tmp_path, "s.tsv", "Visit\tO\nNew York\tB-LOC\ntoday\tO\n\nhi\tO\n"))
+    assert ds.sentences[0] == ["Visit", "New York", "today"] and ds.tags[0] == ["O", "B-LOC", "O"]
+    # Space-separated CoNLL-2003 columns (token POS chunk tag) still read the first and the last.
+    ds = load_tagged(write(tmp_path, "c.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nhi NN B-NP O\n"))
+    assert ds.sentences[0] == ["EU", "rejects"] and ds.tags[0] == ["B-ORG", "O"]
 
 
 def test_unicode_line_separators_inside_a_tweet_are_text_not_line_breaks(tmp_path):

@@ -27,6 +27,10 @@ def gate(
     from edgeft.gating.gate import budgets_for, gate as run_gate, junit, markdown, read_bench
     from edgeft.reports.tables import print_gate
 
+    from edgeft.artifact import check_output_file
+
+    for flag, path in (("--json", json_out), ("--markdown", markdown_out), ("--junit", junit_out)):
+        check_output_file(path, flag)
     if update_baseline and baseline is None:
         raise BadInput("--update-baseline needs --baseline PATH (where the new baseline is written)")
     current = read_bench(bench)

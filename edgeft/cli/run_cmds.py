@@ -75,6 +75,9 @@ def bench(
     from edgeft.devices import parse_device
     from edgeft.errors import BadInput
 
+    from edgeft.artifact import check_output_file
+
+    check_output_file(json_out, "--json")
     where = parse_device(device)
     if where != "local":
         if reference is not None:
@@ -131,8 +134,10 @@ def race(
 ) -> None:
     """Time several bundles in turn on the same texts (batch 1, interleaved): the device side of a build's race."""
     from edgeft import runtime
-    from edgeft.artifact import atomic_file_write
+    from edgeft.artifact import atomic_file_write, check_output_file
     from edgeft.reports.tables import print_race
+
+    check_output_file(json_out, "--json")
     from edgeft.runtime.race import race as run_race
     from edgeft.runtime.race import read_texts
 
@@ -231,9 +236,10 @@ def report(
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
 ) -> None:
     """One self-contained HTML page: targets side by side, candidate tables, latency histograms, accuracy vs latency."""
-    from edgeft.artifact import atomic_file_write
+    from edgeft.artifact import atomic_file_write, check_output_file
     from edgeft.reports.html import read_bundle_report, render
 
+    check_output_file(out, "--out")
     page = render({str(b): read_bundle_report(b) for b in bundles})
     atomic_file_write(out, page)
     typer.echo(f"wrote {out}", err=True)

@@ -117,7 +117,11 @@ def _parse_conll(text: str, path: Path) -> list[Sentence]:
         if not line.strip():
             flush()
             continue
-        columns = _COLUMNS.split(line.strip(" \t"))
+        # A line with a tab is tab-separated, so a token may hold a space ("New York<TAB>B-LOC" is one token, not
+        # "New" tagged B-LOC with "York" lost); a line without one is split on spaces (CoNLL-2003's own files).
+        stripped = line.strip(" \t")
+        columns = ([c.strip(" ") for c in stripped.split("\t") if c.strip(" ")] if "\t" in stripped
+                   else _COLUMNS.split(stripped))
         if columns[0] == "-DOCSTART-":  # CoNLL-2003 document marker: a boundary, not a token
             flush()
             continue
