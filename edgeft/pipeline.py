@@ -115,6 +115,8 @@ def build(req: BuildRequest) -> BuildResult:
         from edgeft.stages.mobile import check_tokenizer
 
         check_tokenizer(model_dir / "tokenizer.json", profile)
+    if req.finetuned is not None:  # its task first: NER data read as classification would blame the data file
+        finetuned_task(req.finetuned, req.task)
     data_source = req.data or DEFAULT_TASK_DATA[req.task]
     if ner:
         from edgeft.data.tagged import load_tagged, split_tagged
@@ -298,16 +300,24 @@ def build(req: BuildRequest) -> BuildResult:
     return result
 
 
+def finetuned_task(folder: Path, task: str):
+    """The --finetuned folder as an artifact, once its task is the build's."""
+    from edgeft.stages.distill import open_teacher
+
+    art = open_teacher(folder, "--finetuned")
+    if art.manifest.get("task", "classification") != task:
+        raise BadInput(f"--finetuned {folder} is a {art.manifest.get('task')} model; this build has --task {task} "
+                       f"(pass --task {art.manifest.get('task')})")
+    return art
+
+
 def open_finetuned(folder: Path, task: str, labels: list[str]):
     """A model folder `edgeft finetune` wrote (or any fine-tuned Hugging Face classifier with id2label) as the
     build's fine-tuned model; its task and labels must be the build's."""
     from edgeft.artifact import Artifact
-    from edgeft.stages.distill import open_teacher
     from edgeft.stages.finetune import model_hash
 
-    art = open_teacher(folder, "--finetuned")
-    if art.manifest.get("task", "classification") != task:
-        raise BadInput(f"--finetuned {folder} is a {art.manifest.get('task')} model; this build has --task {task}")
+    art = finetuned_task(folder, task)
     if sorted(art.manifest["labels"]) != sorted(labels):
         raise BadInput(f"--finetuned {folder} has labels {art.manifest['labels']}, the data has {labels}; "
                        f"build with the data it was fine-tuned on")

@@ -244,6 +244,28 @@ def test_an_unknown_task_is_a_one_line_error(tiny_model, tiny_conll, tmp_path):
     assert code == 2 and "--task 'pos'" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("option", [["--pooling", "mean"], ["--select-metric", "macro_f1"],
+                                    ["--class-weights", "balanced"]])
+def test_classification_only_options_are_refused_for_ner_before_any_training(tiny_model, tiny_conll, tmp_path, option):
+    out, work = tmp_path / "b", tmp_path / "work"
+    code, _, err = run_edgeft(["build", "--task", "ner", "--target", "x86-avx2", "--model", str(tiny_model),
+                               "--data", str(tiny_conll), "--out", str(out), "--work-dir", str(work), *option])
+    assert code == 2 and "classification only" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and not list(work.glob("work/finetune-*"))
+
+
+def test_a_ner_finetuned_folder_in_a_build_without_task_ner_names_the_task_not_the_data(tiny_model, tiny_conll,
+                                                                                        tmp_path):
+    import shutil
+
+    finetuned = tmp_path / "ft"
+    shutil.copytree(tiny_model, finetuned)
+    (finetuned / "manifest.json").write_text(json.dumps({"kind": "hf-model", "task": "ner", "labels": ["O"]}))
+    code, _, err = run_edgeft(["build", "--target", "x86-avx2", "--finetuned", str(finetuned), "--data",
+                               str(tiny_conll), "--out", str(tmp_path / "b")])
+    assert code == 2 and "is a ner model; this build has --task classification (pass --task ner)" in err, err
+
+
 def test_ner_data_with_a_bad_tag_names_file_and_line(tiny_model, tmp_path):
     bad = tmp_path / "bad.conll"
     bad.write_text("Paris\tB-place\nis\tO\n\nRome\tLOC\n", encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgeft.artifact import Artifact, cached_stage, library_versions, sha256_file, stage_key
 from edgeft.data.text import Split, TextDataset, stratified_subset
@@ -97,6 +97,19 @@ class FinetuneSpec(BaseModel):
     lora_alpha: int = Field(16, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _classification_options_only_for_classification(self) -> FinetuneSpec:
+        # NER keeps its epoch by dev entity F1 and has no sentence vector to pool: accepting these would record an
+        # option that did nothing.
+        if self.task == "ner":
+            given = [f"{name} {value}" for name, value, neutral in (
+                ("select_metric", self.select_metric, "accuracy"), ("class_weights", self.class_weights, "none"),
+                ("pooling", self.pooling, "cls")) if value != neutral]
+            if given:
+                raise ValueError(f"{', '.join(given)}: classification only; an NER fine-tune keeps its best epoch "
+                                 f"by dev entity F1 and has no sentence vector to pool, so drop it")
+        return self
 
     @classmethod
     def for_task(cls, task: str, **fields: Any) -> FinetuneSpec:
