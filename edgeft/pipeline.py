@@ -19,7 +19,7 @@ from edgeft.artifact import check_output_folder, code_fingerprint, sha256_file, 
 from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.data.augment import check_task
 from edgeft.data.calibration import load_recipe, recipe_path
-from edgeft.data.text import load_dataset, split_dataset
+from edgeft.data.text import dropped_text, load_dataset, split_dataset
 from edgeft.data.unlabelled import read_extra_text
 from edgeft.data.vocabulary_fit import fit_of_training_split
 from edgeft.errors import BadInput, BudgetFailed
@@ -150,7 +150,7 @@ def build(req: BuildRequest) -> BuildResult:
     extra_texts = read_extra_text(req.extra_text, req.max_extra_texts) if req.extra_text else []
     console.print(f"[bold]edgeft build[/] target [cyan]{profile.name}[/] · task {req.task} · data {data_source} "
                   f"({len(data.texts)} {'sentences' if ner else 'texts'}, {len(labels_of(data, req.task))} "
-                  f"{'tags' if ner else 'labels'}) · model {model_name}")
+                  f"{'tags' if ner else 'labels'}; dropped: {dropped_text(data.dropped)}) · model {model_name}")
     fit = fit_of_training_split((req.finetuned or model_dir) / "tokenizer.json", data, split.train,
                                 profile.input.max_length, req.seed)
 

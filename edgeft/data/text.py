@@ -280,3 +280,10 @@ def stratified_subset(indices: list[int], labels: list[str], size: int | None, s
         rng.shuffle(group)
         chosen += group[:quota].tolist()
     return sorted(chosen)
+
+
+def dropped_text(dropped: dict[str, int] | None) -> str:
+    """What loading dropped, for people ('53 (duplicate sentence)', not a dict); 'none' when nothing was."""
+    if not dropped:
+        return "none"
+    return ", ".join(f"{n} ({why})" for why, n in dropped.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeft.data.text import dropped_text
 from edgeft.profile import ModelFormat, TargetProfile
 from edgeft.reports.tables import selection_rows
 from edgeft.runtime.onnxruntime_session import EXACT_INT8_KEY
@@ -65,11 +66,11 @@ Target profile: {profile.description}.
 |---|---|---|---|---|---|---|
 {rows}
 
-{report.get('metric', 'accuracy').capitalize()} on {m['n']} held-out {what}, measured with the shipped runtime.{_floor_line(report)}{table_note} Latency: batch 1, {profile.threads} thread(s),
+{_sentence_case(report.get('metric', 'accuracy'))} on {m['n']} held-out {what}, measured with the shipped runtime.{_floor_line(report)}{table_note} Latency: batch 1, {profile.threads} thread(s),
 model call only (texts pre-tokenized), measured on {where}.
 
 ## Quantization: how the shipped scheme was chosen
-Decided by {selection['decided_by']}. {selection.get('metric', 'accuracy').capitalize()} on the dev split (never the test split), drop against the
+Decided by {selection['decided_by']}. {_sentence_case(selection.get('metric', 'accuracy'))} on the dev split (never the test split), drop against the
 fp32 reference `{selection.get('reference', '-')}` (± its standard error, paired bootstrap over the dev examples; drop + error
 must fit the budget); {_race_where(selection)}.
 
@@ -97,7 +98,7 @@ or `edgeft predict path/to/this/folder "{example}"`{ner_use}.
 ## Data and licences
 - Base model: {inputs['base_model']['name']} ({inputs['base_model']['licence']}).
 - Data: {inputs['data']['source']} ({inputs['data']['licence'] or 'licence: as stated by the data owner'}),
-  {inputs['data']['rows']} texts after dropping {inputs['data']['dropped'] or 'none'};
+  {inputs['data']['rows']} {'sentences' if ner else 'texts'} after dropping {dropped_text(inputs['data']['dropped'])};
   split train {inputs['split']['train']} / dev {inputs['split']['dev']} / test {inputs['split']['test']} (seed {manifest['seed']}).
 - `samples.jsonl` holds {min(64, m['n'])} held-out texts with this build's predictions, for checks on a device;
   they fall under the data licence above.
@@ -141,6 +142,10 @@ def _race_where(selection: dict[str, Any]) -> str:
     if (selection.get("device") or {}).get("emulated"):
         return "nothing timed: labels checked on the emulated aarch64 runtime (column `emulated aarch64`)"
     return "no latency race: this build host lacks the target's hardware"
+
+
+def _sentence_case(metric: str) -> str:
+    return metric[:1].upper() + metric[1:]  # "entity F1" -> "Entity F1", where capitalize() gave "Entity f1"
 
 
 def _floor_line(report: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ def load_task_data(task: str, source: str, text_column: str, label_column: str, 
 
 def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, work_dir: Path,
                  grid: dict[str, list[str]] | None, time_budget: float | None, text_column: str, label_column: str, encoding: str) -> Artifact | None:
+    from edgeft.data.text import dropped_text
     from edgeft.data.vocabulary_fit import fit_of_training_split
     from edgeft.runtime.scoring import Examples
     from edgeft.progress import console
@@ -35,7 +36,8 @@ def run_finetune(model_dir: Path, source: str, spec: FinetuneSpec, out: Path, wo
     workers = Workers.from_env()
     if workers.main:
         console.print(f"[bold]edgeft finetune[/] task {spec.task} · data {source} ({len(data.texts)} examples, "
-                      f"{len(labels_of(data, spec.task))} labels; train {len(split.train)} / dev {len(split.dev)} / "
+                      f"{len(labels_of(data, spec.task))} labels, dropped: {dropped_text(data.dropped)}; train "
+                      f"{len(split.train)} / dev {len(split.dev)} / "
                       f"test {len(split.test)}) · model {model_dir} · {workers.world_size} process(es)")
         fit = fit_of_training_split(model_dir / "tokenizer.json", data, split.train, spec.max_length, spec.seed)
     trials = None
