@@ -179,6 +179,16 @@ def test_tampered_bundle_is_refused(tiny_bundles, tmp_path):
     assert code == 2 and "labels.json does not match its manifest hash" in err
 
 
+def test_predict_on_a_fine_tuned_model_folder_points_at_build_finetuned(tmp_path):
+    import json
+
+    folder = tmp_path / "ft"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"stage": "finetune", "kind": "hf-model", "files": {}}))
+    code, _, err = run_edgeft(["predict", str(folder), "hello"])
+    assert code == 2 and "is a finetune model folder, not a bundle" in err and "--finetuned" in err, err
+
+
 def assert_one_line_error(err: str, fragment: str) -> None:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, err

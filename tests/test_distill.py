@@ -176,7 +176,8 @@ def test_build_ships_the_student_and_reports_teacher_student_and_shipped(tiny_mo
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--student", "layers:9"], "do not fit a teacher with 2 layers"),
+    (["--student", "layers:9"], "--student layers:9: the teacher has 2 layers; keep at most 2"),
+    (["--student", "layers:1-0"], "--student layers:1-0: a list of teacher layers, each once and in increasing order"),
     (["--student", "foo:1"], "unknown student key 'foo'"),
     (["--student", "layers:1,ffn:999"], "wider than the teacher"),
     (["--student", "layers:1,hidden:48"], "hidden:48 heads:1 do not fit the teacher (64 wide, 2 heads of 32)"),

@@ -15,7 +15,7 @@ def distill(
     data: str = typer.Option(..., "--data", help="The teacher's labelled data: CSV / TSV / JSONL, a folder per "
                              "label, or packaged:tweets / packaged:bbc; for a token-classification (NER) teacher, "
                              "CoNLL / JSONL tagged sentences or packaged:wnut16."),
-    student: str = typer.Option(..., "--student", help="layers:K (keep K teacher layers), layers:0-5 (those "
+    student: str = typer.Option(..., "--student", help="layers:K (keep K teacher layers), layers:0-2-5 (those "
                                 "layers), optionally ,ffn:N (feed-forward units kept) and ,hidden:W (a narrower "
                                 "stream, seeded by projecting the teacher); or a smaller model folder."),
     out: Path = typer.Option(..., "--out", help="Student model folder to write (safetensors + tokenizer + manifest)."),

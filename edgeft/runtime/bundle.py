@@ -33,6 +33,10 @@ class Bundle:
 
     def __init__(self, path: Path, manifest: dict[str, Any], threads: int | None = None) -> None:
         spec = manifest.get("bundle")
+        if not isinstance(spec, dict) and manifest.get("kind") == "hf-model":
+            # A fine-tuned or distilled model folder (edgeft finetune / distill --out): the PyTorch model, not a bundle.
+            raise BadInput(f"{path} is a {manifest.get('stage', 'trained')} model folder, not a bundle; make one "
+                           f"with `edgeft build --target TARGET --finetuned {path}` (same --data)")
         if not isinstance(spec, dict) or spec.get("format_version") != BUNDLE_FORMAT_VERSION:
             raise BadInput(f"{path}/manifest.json: not a bundle of format version {BUNDLE_FORMAT_VERSION}; "
                            f"rebuild it with this edgeft ({spec.get('format_version') if isinstance(spec, dict) else 'none'} found)")

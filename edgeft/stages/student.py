@@ -104,11 +104,17 @@ def student_width(student: Student, width: int, heads: int) -> tuple[int, int]:
 
 def kept_layers(student: Student, teacher_layers: int, teacher_ffn: int) -> tuple[int, ...]:
     """The teacher layers a `layers:` student keeps, once its layers and width are known to fit the teacher."""
-    keep = (spread_layers(teacher_layers, student.layers) if isinstance(student.layers, int)
-            else tuple(student.layers))
-    if len(keep) > teacher_layers or max(keep) >= teacher_layers:
-        raise BadInput(f"student layers {list(keep)} do not fit a teacher with {teacher_layers} layers "
-                       f"(indices 0..{teacher_layers - 1})")
+    if isinstance(student.layers, int):
+        if student.layers > teacher_layers:
+            raise BadInput(f"--student layers:{student.layers}: the teacher has {teacher_layers} layers; keep at most "
+                           f"{teacher_layers}")
+        keep = spread_layers(teacher_layers, student.layers)
+    else:
+        keep = tuple(student.layers)
+        if list(keep) != sorted(set(keep)) or max(keep) >= teacher_layers:
+            # A layer list is the teacher's layers bottom to top, each once: 5-2 would stack them upside down.
+            raise BadInput(f"--student layers:{'-'.join(map(str, keep))}: a list of teacher layers, each once and in "
+                           f"increasing order, among 0..{teacher_layers - 1} (e.g. layers:0-2-5)")
     if student.ffn is not None and student.ffn > teacher_ffn:
         raise BadInput(f"student ffn:{student.ffn} is wider than the teacher's feed-forward blocks ({teacher_ffn})")
     return keep
