@@ -44,8 +44,8 @@ def build(
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model while fine-tuning."),
     peft: str | None = typer.Option(None, "--peft", help="none or lora (adapters merged before export)."),
     student: str | None = typer.Option(None, "--student", help="Ship a distilled student: layers:K[,ffn:N]"
-                                       "[,hidden:W], layers:0-2-5 (those teacher layers), a smaller model folder, or none to ship the teacher "
-                                       "[default: the profile's student: section]."),
+                                       "[,hidden:W], layers:0-2-5 (those teacher layers), a smaller model folder, or "
+                                       "none to ship the teacher [default: the profile's student: section]."),
     distill: list[str] = typer.Option([], "--distill", help="Override a field of the student recipe, e.g. "
                                       "--distill epochs=2 --distill learning_rate=2e-4 (fields: `edgeft targets show "
                                       "x86-avx2`)."),
