@@ -209,6 +209,14 @@ def test_a_bench_paired_with_the_baselines_bundle_is_judged_by_the_pairs_ratio(t
     assert not gate(slower, read_bench(baseline), Budgets()).passed
 
 
+def test_a_baseline_benched_on_other_texts_is_refused_not_compared(benches, tmp_path):
+    # Same bundle, other texts: accuracy and latency move with the texts, so no check against it would mean anything.
+    baseline, rerun = benches
+    other = edited(baseline, tmp_path, lambda d: d["metrics"].update(texts_sha256="0" * 64))
+    code, _, err = run_edgeft(["gate", str(rerun), "--baseline", str(other)])
+    assert code == 2 and "the bench scored other texts than the baseline" in err and "same --data" in err
+
+
 def test_the_gate_keeps_the_builds_noise_rule_for_its_build_time_drop(benches):
     # A bench of other texts is judged on the build's own figures: a drop over the limit that the build's test split
     # could not tell from noise passed the build, so it passes the gate; a significant one fails both.
@@ -226,7 +234,12 @@ def test_the_gate_keeps_the_builds_noise_rule_for_its_build_time_drop(benches):
     assert not gate(build_time(0.005), None, Budgets()).passed
     # Measured here on the build's own test texts: the build's verdict covers the same figure, not a worse one.
     same = build_time(-0.01)
-    n, built = same["report"]["metrics"]["n"], same["report"]["metrics"]["accuracy"]
-    assert gate({**same, "metrics": {**same["metrics"], "n": n, "accuracy": built}}, None, Budgets()).passed
-    worse = {**same, "metrics": {**same["metrics"], "n": n, "accuracy": built - 0.01}}
+    m = same["report"]["metrics"]
+    n, built, texts = m["n"], m["accuracy"], m["texts_sha256"]
+    assert gate({**same, "metrics": {**same["metrics"], "n": n, "texts_sha256": texts, "accuracy": built}}, None,
+                Budgets()).passed
+    worse = {**same, "metrics": {**same["metrics"], "n": n, "texts_sha256": texts, "accuracy": built - 0.01}}
     assert not gate(worse, None, Budgets()).passed
+    # As many texts, but other ones: the bench's figure is not the build's to compare, so the build's own is judged.
+    other = {**worse, "metrics": {**worse["metrics"], "texts_sha256": "0" * 64}}
+    assert gate(other, None, Budgets()).passed and "this bench scored" in gate(other, None, Budgets()).checks[0].detail

@@ -94,7 +94,8 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "report.metrics.teacher_macro_f1": OPTIONAL_NUMBER, "report.metrics.macro_f1": OPTIONAL_NUMBER,
     "report.metrics.majority_accuracy": NUMBER, "report.metrics.lexicon_f1": NUMBER,
     "report.metrics.drop_lower_bound": OPTIONAL_NUMBER, "metrics": (dict, type(None)),
-    "metrics.macro_f1": OPTIONAL_NUMBER, "p50_spread": OPTIONAL_NUMBER, "paired": (dict, type(None)),
+    "metrics.macro_f1": OPTIONAL_NUMBER, "metrics.texts_sha256": (str,), "report.metrics.texts_sha256": (str,),
+    "p50_spread": OPTIONAL_NUMBER, "paired": (dict, type(None)),
     "paired.ratio": NUMBER, "paired.ratio_spread": NUMBER, "paired.p50_ms": NUMBER, "paired.reference_p50_ms": NUMBER,
 }
 FLOOR_REQUIRED = ("baseline", "description", "shipped")
@@ -158,7 +159,7 @@ def gate(bench: dict[str, Any], baseline: dict[str, Any] | None, budgets: Budget
     teacher = bench["report"]["metrics"]
     # The teacher was scored on the build's held-out split: compare with a score on the same texts. A bench on the
     # bundle's 64 samples (or other data) is compared with the baseline below, not with the teacher.
-    same_texts = metrics.get("n") == teacher.get("n")
+    same_texts = _same_texts(metrics, teacher)
     shipped = metrics if same_texts else teacher
     where = (f"measured here on the {shipped.get('n')} held-out {unit}" if same_texts else
              f"build-time figure on {teacher.get('n')} held-out {unit} (this bench scored {metrics.get('n')} other "
@@ -208,6 +209,11 @@ def _against_baseline(bench: dict[str, Any], baseline: dict[str, Any], metrics: 
                        f"gate against a baseline of the same target")
     checks = []
     base_metrics = _metrics(baseline)
+    if not _same_texts(metrics, base_metrics):
+        # Another text set moves accuracy and latency (longer texts run slower): no figure would compare.
+        raise BadInput(f"the bench scored other texts than the baseline ({metrics.get('n')} against "
+                       f"{base_metrics.get('n')}, or the same number of different ones); bench both with the same "
+                       f"--data (or both with none: the bundle's samples)")
     task = task_of(bench)
     if task_of(baseline) != task:
         raise BadInput(f"the baseline is a {task_of(baseline)} bundle's bench and this one a {task} bundle's; gate "
@@ -239,6 +245,14 @@ def _against_baseline(bench: dict[str, Any], baseline: dict[str, Any], metrics: 
         checks.append(_at_most("model size vs baseline (ratio)", size / base_size, 1 + SIZE_TOLERANCE,
                                f"{size:.2f} vs {base_size:.2f} MiB"))
     return checks
+
+
+def _same_texts(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two sets of metrics were measured on the same labelled texts: by their digest where both carry one
+    (benches and builds since 2026-12-07), else, for older files, by their number."""
+    if a.get("texts_sha256") and b.get("texts_sha256"):
+        return a["texts_sha256"] == b["texts_sha256"]
+    return a.get("n") == b.get("n")
 
 
 def _metrics(bench: dict[str, Any]) -> dict[str, Any]:

@@ -86,12 +86,25 @@ def _few(values: list[str], shown: int = 5) -> str:
 
 
 def metrics_of(examples: Examples, predicted: list, labels: list[str]) -> dict:
+    """The task's metrics, and `texts_sha256`: which labelled examples they were measured on, so that two figures
+    are compared only where they come from the same texts (`edgeft gate`), not merely as many."""
     if examples.task == "ner":
         from edgeft.runtime.entities import entity_metrics
 
-        return entity_metrics(examples.tags, predicted)
+        return {**entity_metrics(examples.tags, predicted), "texts_sha256": examples_digest(examples)}
     index = {label: i for i, label in enumerate(labels)}
-    return classification_metrics([index[label] for label in examples.labels], [index[p] for p in predicted], labels)
+    return {**classification_metrics([index[label] for label in examples.labels], [index[p] for p in predicted],
+                                     labels), "texts_sha256": examples_digest(examples)}
+
+
+def examples_digest(examples: Examples) -> str:
+    """The same labelled examples in any order give the same digest; another text or gold label, another one."""
+    import hashlib
+    import json
+
+    gold = examples.tags if examples.task == "ner" else examples.labels
+    rows = sorted(json.dumps([text, g], ensure_ascii=False) for text, g in zip(examples.texts, gold))
+    return hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
 
 
 def example_stats(examples: Examples, predicted: list) -> np.ndarray:

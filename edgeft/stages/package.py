@@ -173,7 +173,7 @@ def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any], predict
     _, drop_lower = paired_margin(held_out.examples, teacher["predicted"], predicted)
     if bundle.task == "ner":
         return {**{k: shipped[k] for k in ("f1", "precision", "recall", "macro_f1", "token_accuracy", "n",
-                                            "gold_entities", "predicted_entities")},
+                                            "gold_entities", "predicted_entities", "texts_sha256")},
                 "lexicon_f1": baseline["f1"], "lexicon_macro_f1": baseline["macro_f1"],
                 "teacher_f1": t["f1"], "teacher_macro_f1": t["macro_f1"], "f1_drop": t["f1"] - shipped["f1"],
                 "drop_lower_bound": drop_lower,
@@ -182,6 +182,7 @@ def _metrics(bundle: Bundle, held_out: HeldOut, teacher: dict[str, Any], predict
             "majority_accuracy": baseline["accuracy"], "majority_macro_f1": baseline["macro_f1"],
             "teacher_accuracy": t["accuracy"], "teacher_macro_f1": t["macro_f1"],
             "accuracy_drop": t["accuracy"] - shipped["accuracy"], "drop_lower_bound": drop_lower, "n": shipped["n"],
+            "texts_sha256": shipped["texts_sha256"],
             "per_class": shipped["per_class"], "teacher_per_class": t["per_class"]}
 
 
