@@ -335,6 +335,27 @@ def test_interrupted_build_leaves_no_bundle_and_keeps_the_old_one(existing_bundl
     assert code == 130 and "interrupted" in err
 
 
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_folder(existing_bundle, tiny_model, tiny_csv, work_dir,
+                                                                    monkeypatch):
+    import os
+    import signal
+
+    from edgeft.stages import package
+
+    before = existing_bundle.joinpath("manifest.json").read_text()
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a CI timeout or `kill` would, while the bundle is being written
+
+    monkeypatch.setattr(package, "bench", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, existing_bundle, work_dir))
+    assert code == 130 and "interrupted" in err
+    assert existing_bundle.joinpath("manifest.json").read_text() == before  # the old bundle is intact
+    assert not list(existing_bundle.parent.glob(f".{existing_bundle.name}.tmp-*"))
+    assert signal.getsignal(signal.SIGTERM) is handler  # the caller's handler is back
+
+
 def test_targets_list_and_show():
     code, out, _ = run_edgeft(["targets"])
     assert code == 0 and "x86-avx2" in out and "openvino-cpu" in out

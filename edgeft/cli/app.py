@@ -44,7 +44,16 @@ app.command("report")(run_cmds.report)
 app.add_typer(targets_cmd.app, name="targets")
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: no half-written .tmp- folder stays
+
+
 def main() -> None:
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only there may a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         # Not standalone: typer then returns exit codes (130 after Ctrl-C) and re-raises usage errors, so this
         # function alone decides what is printed and with which code the process ends.
@@ -66,6 +75,9 @@ def main() -> None:
             typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
             sys.exit(exc.exit_code)
         raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)  # the caller's handler back (a test session, a notebook)
     if code == 130:
         typer.echo("interrupted: nothing was written to the output (unfinished work sits only in hidden .tmp- "
                    "folders, removed by the next run)", err=True)

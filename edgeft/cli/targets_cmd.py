@@ -19,7 +19,8 @@ def list_targets(ctx: typer.Context) -> None:
 
     table = Table(title="edgeft targets")
     for col in ("name", "runtime", "format", "quantization candidates", "description"):
-        table.add_column(col)
+        # A name is what the user types next (`--target NAME`): never cut; the description wraps instead.
+        table.add_column(col, no_wrap=col == "name", min_width=16 if col == "name" else None)
     for name in available_targets():
         p = load_profile(name)
         q = p.quantization
