@@ -66,7 +66,10 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     """Any list of same-keyed dicts as a table; floats to 4 places."""
     table = Table(title=title)
     for col in rows[0]:
-        table.add_column(col, justify="left" if isinstance(rows[0][col], str) else "right")
+        # Keys are for JSON readers ("entity_f1", "parameters_m"); a person reads "entity F1", "parameters (M)".
+        header = col.replace("_m", " (M)") if col.endswith("_m") else col
+        header = header.replace("macro_f1", "macro-F1").replace("_f1", " F1").replace("_", " ")
+        table.add_column(header, justify="left" if isinstance(rows[0][col], str) else "right")
     for row in rows:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     _console().print(table)
