@@ -26,7 +26,7 @@ def build(
     encoding: str = Encoding,
     device: str = typer.Option("auto", "--device", help="auto (a GPU when torch sees one), cpu or cuda."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Fine-tuning epochs, exactly (no step floor) "
-                                      "[default: 2, or more to reach --min-steps; ner 10]."),
+                                      "[default: 2, or more to reach --min-steps; ner 10, or more to reach it]."),
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,

@@ -27,7 +27,8 @@ def finetune(
     label_column: str = LabelColumn,
     encoding: str = Encoding,
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Epochs at most (early stopping on the dev split), "
-                                      "no step floor [default: 2, or more to reach --min-steps; ner 10]."),
+                                      "no step floor [default: 2, or more to reach --min-steps; ner 10, or more "
+                                      "to reach it]."),
     min_steps: int | None = MinSteps,
     class_weights: str | None = ClassWeights,
     select_metric: str | None = SelectMetric,

@@ -49,8 +49,8 @@ def predict(
 
 def bench(
     bundle: Path = Bundle,
-    data: str | None = typer.Option(None, "--data", help="Labelled CSV / TSV / JSONL to time and score "
-                                    "[default: the bundle's samples.jsonl]."),
+    data: str | None = typer.Option(None, "--data", help="Labelled CSV / TSV / JSONL (NER: CoNLL or JSONL tagged "
+                                    "sentences) to time and score [default: the bundle's samples.jsonl]."),
     text_column: str = TextColumn,
     label_column: str = LabelColumn,
     encoding: str = Encoding,
