@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -335,25 +336,28 @@ def test_interrupted_build_leaves_no_bundle_and_keeps_the_old_one(existing_bundl
     assert code == 130 and "interrupted" in err
 
 
-def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_folder(existing_bundle, tiny_model, tiny_csv, work_dir,
-                                                                    monkeypatch):
-    import os
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_no_temporary_folder(existing_bundle, tiny_model, tiny_csv, tmp_path):
+    # A real process, as a CI timeout or `kill` meets it: terminated while a stage writes its temporary folder.
     import signal
-
-    from edgeft.stages import package
+    import subprocess
+    import sys
+    import time
 
     before = existing_bundle.joinpath("manifest.json").read_text()
-
-    def terminated(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)  # as a CI timeout or `kill` would, while the bundle is being written
-
-    monkeypatch.setattr(package, "bench", terminated)
-    handler = signal.getsignal(signal.SIGTERM)
-    code, _, err = run_edgeft(tiny_build_args("x86-avx2", tiny_model, tiny_csv, existing_bundle, work_dir))
-    assert code == 130 and "interrupted" in err
+    work = tmp_path / "fresh-work"  # nothing cached: the fine-tune stage must run
+    args = tiny_build_args("x86-avx2", tiny_model, tiny_csv, existing_bundle, work)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeft.cli.app", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(work.glob("work/.*.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not list(work.glob("work/.*.tmp-*")) and not list(existing_bundle.parent.glob(".*.tmp-*"))
     assert existing_bundle.joinpath("manifest.json").read_text() == before  # the old bundle is intact
-    assert not list(existing_bundle.parent.glob(f".{existing_bundle.name}.tmp-*"))
-    assert signal.getsignal(signal.SIGTERM) is handler  # the caller's handler is back
 
 
 def test_targets_list_and_show():
