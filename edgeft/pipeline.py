@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeft import __version__
-from edgeft.artifact import check_output_folder, code_fingerprint, sha256_file, sha256_json
+from edgeft.artifact import Artifact, check_output_folder, code_fingerprint, sha256_file, sha256_json
 from edgeft.data.assets import DATASETS, DEFAULT_DATA, DEFAULT_MODEL, packaged_model
 from edgeft.data.augment import check_task
 from edgeft.data.calibration import load_recipe, recipe_path
@@ -115,8 +115,8 @@ def build(req: BuildRequest) -> BuildResult:
         from edgeft.stages.mobile import check_tokenizer
 
         check_tokenizer(model_dir / "tokenizer.json", profile)
-    if req.finetuned is not None:  # its task first: NER data read as classification would blame the data file
-        finetuned_task(req.finetuned, req.task)
+    # The --finetuned folder's task first: NER data read as classification would blame the data file.
+    given = finetuned_task(req.finetuned, req.task) if req.finetuned is not None else None
     data_source = req.data or DEFAULT_TASK_DATA[req.task]
     if ner:
         from edgeft.data.tagged import load_tagged, split_tagged
@@ -138,7 +138,7 @@ def build(req: BuildRequest) -> BuildResult:
     if Workers.from_env().world_size > 1:
         raise BadInput("edgeft build runs as one process; fine-tune on several GPUs with `torchrun ... edgeft "
                        "finetune --out DIR`, then `edgeft build --finetuned DIR`")
-    finetuned = open_finetuned(req.finetuned, req.task, labels_of(data, req.task)) if req.finetuned else None
+    finetuned = open_finetuned(given, labels_of(data, req.task)) if given is not None else None
     resolve_precision(spec.precision, resolve_device(spec.device))
     student = resolve_student(req, profile)
     if student is not None:
@@ -300,7 +300,7 @@ def build(req: BuildRequest) -> BuildResult:
     return result
 
 
-def finetuned_task(folder: Path, task: str):
+def finetuned_task(folder: Path, task: str) -> Artifact:
     """The --finetuned folder as an artifact, once its task is the build's."""
     from edgeft.stages.distill import open_teacher
 
@@ -311,13 +311,12 @@ def finetuned_task(folder: Path, task: str):
     return art
 
 
-def open_finetuned(folder: Path, task: str, labels: list[str]):
-    """A model folder `edgeft finetune` wrote (or any fine-tuned Hugging Face classifier with id2label) as the
-    build's fine-tuned model; its task and labels must be the build's."""
-    from edgeft.artifact import Artifact
+def open_finetuned(art: Artifact, labels: list[str]) -> Artifact:
+    """A model folder `edgeft finetune` wrote (or any fine-tuned Hugging Face classifier with id2label), opened by
+    finetuned_task, as the build's fine-tuned model; its labels must be the build's."""
     from edgeft.stages.finetune import model_hash
 
-    art = finetuned_task(folder, task)
+    folder = art.path
     if sorted(art.manifest["labels"]) != sorted(labels):
         raise BadInput(f"--finetuned {folder} has labels {art.manifest['labels']}, the data has {labels}; "
                        f"build with the data it was fine-tuned on")

@@ -26,7 +26,7 @@ def predict(
     from edgeft import runtime
 
     loaded = runtime.load(bundle, threads=threads)
-    _warn_if_failed(bundle)
+    _warn_if_failed(bundle, _bundle_report(bundle))
     # One text per call: dynamic int8 scales its activations over the whole batch, padding included, so a text's
     # scores would depend on the texts beside it. Alone, each gets what an app that runs it alone gets.
     predictions = loaded.predict(texts, batch_size=1)
@@ -93,7 +93,8 @@ def bench(
     from edgeft.runtime.bundle import manifest_digest
     from edgeft.runtime.samples import bench_texts
 
-    _warn_if_failed(bundle)  # before the clock starts: the cold start is the app's, not this warning's
+    report = _bundle_report(bundle)  # read once, before the clock starts: the cold start is the app's
+    _warn_if_failed(bundle, report)
     with _pinned(cores) as pinned:
         started = time.perf_counter()
         loaded = runtime.load(bundle, threads=threads)
@@ -114,7 +115,7 @@ def bench(
             other = runtime.load(reference, threads=loaded.threads)
             result["paired"] = {**paired_latency(loaded, other, texts, result["runs"], len(result["rounds"])),
                                 "reference": str(reference), "reference_manifest_sha256": manifest_digest(reference)}
-        result["report"] = _bundle_report(bundle)
+        result["report"] = report
         print_bench(result)
         if json_out is not None:
             atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
@@ -211,12 +212,9 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
         typer.echo(f"wrote {json_out}", err=True)
 
 
-def _warn_if_failed(bundle: Path) -> None:
+def _warn_if_failed(bundle: Path, report: dict) -> None:
     """A bundle whose build exited 1 was written for inspection: whoever runs it is told so, once, on stderr."""
-    try:
-        verdict = _bundle_report(bundle).get("verdict") or {}
-    except (OSError, ValueError):  # the bundle loaded: its hashes hold, so an unreadable report is the build's
-        return
+    verdict = report.get("verdict") or {}
     if verdict.get("passed") is False:
         typer.echo(f"warning: {bundle} failed its build's checks ({'; '.join(verdict.get('failed', []))}); "
                    f"`edgeft build` wrote it for inspection, not for shipping", err=True)
@@ -225,9 +223,10 @@ def _warn_if_failed(bundle: Path) -> None:
 def _bundle_report(bundle: Path) -> dict:
     # The build's own figures travel with the bench result, so a gate can compare teacher vs shipped later.
     path = bundle / "report.json"
-    if not path.is_file():
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or damaged: `runtime.load`'s hash check refuses a damaged bundle itself
         return {}
-    report = json.loads(path.read_text(encoding="utf-8"))
     return {k: report.get(k) for k in ("target", "metrics", "size_mb", "latency_ms", "threads", "floor", "verdict")}
 
 

@@ -77,25 +77,22 @@ def vocabulary_fit(tokenizer_file: Path, texts: list[str], max_length: int, seed
         texts = random.Random(seed).sample(texts, MAX_TEXTS)
     tokenizer = whole_text_tokenizer(tokenizer_file)
     unk = tokenizer.token_to_id("[UNK]")
-    counts, pieces, unknown, letters, single = [], 0, Counter(), 0, 0
+    counts, unknown, letters, single = [], Counter(), 0, 0
     for text, encoding in zip(texts, tokenizer.encode_batch(texts)):
-        special = {i for i, flag in enumerate(encoding.special_tokens_mask) if flag}
-        n = 0
-        for i, (token_id, token) in enumerate(zip(encoding.ids, encoding.tokens)):
-            if i in special:
+        counts.append(len(encoding.ids) - sum(encoding.special_tokens_mask))
+        for token_id, token, special, (start, end) in zip(encoding.ids, encoding.tokens, encoding.special_tokens_mask,
+                                                          encoding.offsets):
+            if special:
                 continue
-            n += 1
             if token_id == unk:
-                start, end = encoding.offsets[i]
                 unknown[text[start:end][:1] or "?"] += 1
                 continue
             body = token.removeprefix("##")
             if body.isalpha():
                 letters += 1
                 single += len(body) == 1
-        counts.append(n)
-        pieces += n
     counts.sort()
+    pieces = sum(counts)
     return VocabularyFit(
         texts=len(texts), pieces=pieces, unknown=sum(unknown.values()) / max(pieces, 1),
         single_letters=single / max(letters, 1),

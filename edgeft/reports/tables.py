@@ -67,7 +67,7 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     table = Table(title=title)
     for col in rows[0]:
         # Keys are for JSON readers ("entity_f1", "parameters_m"); a person reads "entity F1", "parameters (M)".
-        header = col.replace("_m", " (M)") if col.endswith("_m") else col
+        header = col[:-2] + " (M)" if col.endswith("_m") else col
         header = header.replace("macro_f1", "macro-F1").replace("_f1", " F1").replace("_", " ")
         table.add_column(header, justify="left" if isinstance(rows[0][col], str) else "right")
     for row in rows:

@@ -327,13 +327,16 @@ def _decide(order: list[str], rows: dict[str, dict[str, Any]], accurate: list[st
                 continue
             p50 = rows[name]["p50_ms"]
             # The tie is measured from the fastest candidate, so the reason quotes it, not only the one that ships.
-            rows[name]["reason"] = (
-                f"the fastest (p50 {p50:.3f} ms), in a tie with '{chosen}' (within {TIE:.0%}), which comes first in "
-                f"the preference order" if name == leader else
-                f"a tie (p50 {p50:.3f} ms, within {TIE:.0%} of the fastest, '{leader}' at {fastest:.3f} ms): "
-                f"'{chosen}' comes first in the preference order" if p50 <= fastest * (1 + TIE) else
-                f"p50 {p50:.3f} ms is {p50 / fastest - 1:.1%} over the fastest, '{leader}' at {fastest:.3f} ms "
-                f"(the tie is {TIE:.0%}); '{chosen}' ships")
+            if name == leader:
+                reason = (f"the fastest (p50 {p50:.3f} ms), in a tie with '{chosen}' (within {TIE:.0%}), which comes "
+                          f"first in the preference order")
+            elif p50 <= fastest * (1 + TIE):
+                reason = (f"a tie (p50 {p50:.3f} ms, within {TIE:.0%} of the fastest, '{leader}' at {fastest:.3f} "
+                          f"ms): '{chosen}' comes first in the preference order")
+            else:
+                reason = (f"p50 {p50:.3f} ms is {p50 / fastest - 1:.1%} over the fastest, '{leader}' at "
+                          f"{fastest:.3f} ms (the tie is {TIE:.0%}); '{chosen}' ships")
+            rows[name]["reason"] = reason
         decided_by = (f"latency on this host, which has the {profile.isa.value} hardware, among candidates within the "
                       f"accuracy budget" if where == "this host" else
                       f"latency on the device {where}, among candidates within the accuracy budget")
