@@ -21,6 +21,12 @@ class EdgeftError(Exception):
         return str(self)
 
 
+def shortened(value: str, width: int = 40) -> str:
+    """A user's value as a message quotes it: whole if short, else cut with "..." (a label column that holds whole
+    texts must not fill the terminal)."""
+    return value if len(value) <= width else value[: width - 3] + "..."
+
+
 class BadInput(EdgeftError):
     """The user's input or configuration is wrong (exit 2): a file, column, profile field or option."""
 

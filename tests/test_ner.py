@@ -116,6 +116,16 @@ def test_an_ner_build_on_shuffled_tags_exits_1_naming_the_lexicon_baseline(tiny_
     assert not report["floor"]["shipped"]["passed"] and report["floor"]["enforced"]
 
 
+def test_a_report_over_an_ner_and_a_classification_bundle_of_one_target_tells_them_apart(ner_bundle, tiny_bundles,
+                                                                                          tmp_path):
+    page = tmp_path / "both.html"
+    code, _, err = run_edgeft(["report", str(ner_bundle), str(tiny_bundles["x86-avx2"]), "--out", str(page)])
+    assert code == 0, err
+    html = page.read_text()
+    assert "<title>edgeft report: x86-avx2 (NER), x86-avx2</title>" in html
+    assert html.count("<h2>x86-avx2 (NER) <small") == 1 and html.count("<h2>x86-avx2 <small") == 1
+
+
 def test_ner_predict_returns_spans_whose_offsets_cut_the_entity_out_of_the_text(ner_bundle):
     text = "it was the great happy day near a window"
     code, out, err = run_edgeft(["predict", str(ner_bundle), "--json", text])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeft.data.assets import PackagedData, packaged_data
-from edgeft.errors import BadInput
+from edgeft.errors import BadInput, shortened
 
 TABULAR_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 
@@ -239,14 +239,13 @@ def split_dataset(ds: TextDataset, seed: int, dev_fraction: float | None = None,
     small = {label: len(idx) for label, idx in by_label.items() if len(idx) < need(len(idx))}
     if small:
         label, n = min(small.items(), key=lambda item: (item[1], item[0]))
-        shown = label if len(label) <= 40 else label[:37] + "..."
         dup = ds.dropped.get("duplicate text")
         # Most rows dropped as duplicates, or a crowd of one-text labels: labels in the text column, texts in the
         # label column.
         swapped = (" If the texts look like labels, swap --text-column and --label-column."
                    if (dup or 0) > len(ds.texts) or (len(small) > len(by_label) / 2 and len(by_label) > 20) else "")
         raise BadInput(f"data {ds.source}: {len(small)} of {len(by_label)} labels have too few texts to fill train, "
-                       f"dev and test (each needs at least {need(n)}; '{shown}' has {n}"
+                       f"dev and test (each needs at least {need(n)}; '{shortened(label)}' has {n}"
                        f"{f', after {dup} duplicate texts were dropped' if dup else ''}); add texts to those labels or "
                        f"drop them.{swapped}")
     for label in sorted(by_label):

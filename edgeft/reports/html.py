@@ -34,9 +34,15 @@ def render(reports: dict[str, dict[str, Any]]) -> str:
     """`reports`: a label (the bundle folder) -> its report.json."""
     sections = "\n".join(_bundle_section(label, r, COLOURS[i % len(COLOURS)]) for i, (label, r) in enumerate(reports.items()))
     overview = _overview(reports)
-    title = "edgeft report: " + ", ".join(r["target"] for r in reports.values())
+    title = "edgeft report: " + ", ".join(_what(r) for r in reports.values())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{overview}{sections}</body></html>\n")
+
+
+def _what(report: dict[str, Any]) -> str:
+    """The target, and the task where it is not sentence classification: an NER bundle and a classification bundle
+    of one target would otherwise read alike on a page that shows both."""
+    return report["target"] + (" (NER)" if report.get("task") == "ner" else "")
 
 
 def headline(metrics: dict[str, Any], prefix: str = "") -> float:
@@ -46,7 +52,7 @@ def headline(metrics: dict[str, Any], prefix: str = "") -> float:
 
 def _overview(reports: dict[str, dict[str, Any]]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(r['target'])}</td><td class=l>{html.escape(r['quantization'].get('name', '?'))}</td>"
+        f"<tr><td>{html.escape(_what(r))}</td><td class=l>{html.escape(r['quantization'].get('name', '?'))}</td>"
         f"<td>{headline(r['metrics']):.4f}</td><td>{headline(r['metrics'], 'teacher_'):.4f}</td>"
         f"<td>{r['latency_ms']['p50']:.2f}</td><td>{r['latency_ms']['p90']:.2f}</td><td>{r['size_mb']:.1f}</td>"
         f"<td>{'yes' if r.get('latency_on_target_hardware') else 'no (proxy)'}</td>"
@@ -84,7 +90,7 @@ def _bundle_section(label: str, r: dict[str, Any], colour: str) -> str:
     budgets = "".join(f"<li class={'pass' if c['passed'] else 'fail'}>{html.escape(c['name'])}: {c['observed']:.4g} "
                       f"(limit {c['limit']:.4g}) {'pass' if c['passed'] else 'FAIL'}</li>" for c in r["budgets"])
     where = "target hardware" if r.get("latency_on_target_hardware") else "the build host, not the target hardware"
-    return (f"<h2>{html.escape(r['target'])} <small class=note>{html.escape(label)}</small></h2>"
+    return (f"<h2>{html.escape(_what(r))} <small class=note>{html.escape(label)}</small></h2>"
             f"<table><tr><th>model</th><th>runtime</th><th>{metric}</th><th>macro-F1</th><th>p50 ms</th>"
             f"<th>p90 ms</th><th>MiB</th></tr>{models}</table><ul>{budgets}</ul>"
             f"<h3>Quantization candidates</h3><p class=note>Decided by {html.escape(selection['decided_by'])}.</p>"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeft.errors import BadInput
+from edgeft.errors import BadInput, shortened
 from edgeft.metrics import classification_metrics
 from edgeft.runtime.encoder import TextEncoder
 
@@ -80,7 +80,7 @@ def predict(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: TextEnc
 
 def _few(values: list[str], shown: int = 5) -> str:
     """A list for a one-line message: a few of its values (each cut to 40 characters) and how many in all."""
-    cut = [v if len(v) <= 40 else v[:37] + "..." for v in values[:shown]]
+    cut = [shortened(v) for v in values[:shown]]
     more = f", ... ({len(values)} in all)" if len(values) > shown else ""
     return ", ".join(repr(v) for v in cut) + more
 
