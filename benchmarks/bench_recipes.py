@@ -31,6 +31,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,13 +83,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Trainer's settings, batches and kept epoch: only the random streams (batch order, dropout masks) differ.
     "trainer-like+last": TRAINER_SETTINGS,
     # A control for the random streams: the same draw and split, training seeded with seed + RESEED (the side
-    # `trainer-reseeded` does the same for Trainer itself).
+    # `trainer-reseeded` does the same for Trainer itself); +reseeded2 / trainer-reseeded2: seed + 2 x RESEED.
     "default+reseeded": {},
+    "default+reseeded2": {},
 }
 RESEED = 100
 RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}
 LAST_EPOCH = {"default+last", "trainer-like+last"}
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
+
+
+def reseeding(variant: str) -> int:
+    """What a variant adds to the draw's seed to seed its training: 0, RESEED (`+reseeded`), 2 x RESEED (`+reseeded2`)."""
+    found = re.search(r"reseeded(\d*)$", variant)
+    return 0 if found is None else RESEED * int(found.group(1) or 1)
 
 
 def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -194,7 +202,7 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
     from edgeft.stages.torch_model import load_classifier, torch_logits
 
     split = split_dataset(ds, seed)
-    train_seed = seed + RESEED if variant.endswith("+reseeded") else seed
+    train_seed = seed + reseeding(variant)
     spec = FinetuneSpec.for_task("classification", seed=train_seed, device="cpu", **VARIANTS[variant])
     import edgeft.stages.finetune as finetune_stage
     import edgeft.stages.training as training
@@ -357,8 +365,8 @@ def main() -> None:
                         row = trainer_row(ds, seed, Path(tmp))
                     elif side == "edgeft":
                         row = edgeft_row(ds, seed, Path(tmp))
-                    elif side == "finetune:trainer-reseeded":
-                        row = trainer_row(ds, seed, Path(tmp), train_seed=seed + RESEED)
+                    elif side.startswith("finetune:trainer-reseeded"):
+                        row = trainer_row(ds, seed, Path(tmp), train_seed=seed + reseeding(side))
                     else:
                         row = finetune_row(ds, seed, Path(tmp), side.partition(":")[2])
                 row = {"set": name, "side": side, "seed": seed, "cpu": cpu, **row}
