@@ -67,6 +67,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},
     # Early stopping that cannot end a run before the 300-step floor (patience as long as the floor).
     "default+patience300": {"patience_steps": 300},
+    # The same with the +reseeded / +reseeded2 training seeds: on a run that went its three epochs it is that run to
+    # the text; it differs only where early stopping ended a run after one worse epoch.
+    "default+patience300+reseeded": {"patience_steps": 300},
+    "default+patience300+reseeded2": {"patience_steps": 300},
     # Trainer's step count at 2,000 texts (1,700 training texts: 638 steps of batch 8): twice the floor, and early
     # stopping that waits as long as the floor.
     "default+steps600": {"min_steps": 600, "patience_steps": 300},

@@ -16,6 +16,7 @@ import pytest
 
 from edgeft.errors import BadInput
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.openvino_session import F32_PRECISION
 from edgeft.stages.pooling import POOLING_KEY, mean_pooled_class, pretrained_pooling, resolve_pooling, saved_pooling
 from edgeft.stages.torch_model import load_classifier, torch_logits
 
@@ -156,7 +157,7 @@ def test_onnx_runtime_and_openvino_exports_of_a_mean_pooled_classifier_match_pyt
     assert len(nodes) == 1 and "classifier" in nodes[0]
 
     ir = ov_backend.export(tmp_path / "hf", tmp_path / "ov")
-    compiled = ov.Core().compile_model(str(ir), "CPU")
+    compiled = ov.Core().compile_model(str(ir), "CPU", F32_PRECISION)  # the plugin's bf16 default would miss 1e-4
     inputs = {port.any_name: feeds[port.any_name] for port in compiled.inputs}
     np.testing.assert_allclose(compiled(inputs)[0], expected, atol=1e-4)
 

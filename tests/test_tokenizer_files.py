@@ -16,6 +16,7 @@ import pytest
 
 from conftest import run_edgeft
 from edgeft.profile import available_targets
+from edgeft.runtime.openvino_session import F32_PRECISION
 
 # Short and long texts, one over every profile's max_length (64 for mobile, 128 else), and words the tiny vocabulary
 # lacks ([UNK]).
@@ -97,7 +98,9 @@ def test_a_pipeline_over_optimum_intels_ovmodel_labels_texts_as_edgeft_predict(t
     bundle = tiny_bundles["openvino-cpu"]
     code, out, err = run_edgeft(["predict", str(bundle), "--json", *TEXTS])
     assert code == 0, err
-    model = OVModelForSequenceClassification.from_pretrained(bundle, compile=True)
+    # At f32, as the model card loads it: on a CPU with bf16 units the plugin's default (bf16) can flip a close label.
+    assert f"ov_config={F32_PRECISION!r}" in (bundle / "README.md").read_text(encoding="utf-8")
+    model = OVModelForSequenceClassification.from_pretrained(bundle, compile=True, ov_config=F32_PRECISION)
     assert labels_from_pipeline(model, bundle, TEXTS) == [p["label"] for p in json.loads(out)]
 
 

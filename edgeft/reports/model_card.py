@@ -8,6 +8,7 @@ from edgeft.data.text import dropped_text
 from edgeft.profile import ModelFormat, TargetProfile
 from edgeft.reports.tables import selection_rows
 from edgeft.runtime.onnxruntime_session import EXACT_INT8_KEY
+from edgeft.runtime.openvino_session import F32_PRECISION
 
 
 def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[str, Any], spec: dict[str, Any],
@@ -117,17 +118,22 @@ def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:
         return ""
     module = "optimum.intel" if profile.format is ModelFormat.OPENVINO_IR else "optimum.onnxruntime"
     cls = f"OVModelFor{kind}" if profile.format is ModelFormat.OPENVINO_IR else f"ORTModelFor{kind}"
-    load, exact = f"{cls}.from_pretrained(folder)", ""
+    load, preamble = f"{cls}.from_pretrained(folder)", ""
+    if profile.format is ModelFormat.OPENVINO_IR:
+        # edgeft compiles at f32 (runtime/openvino_session.py); the plugin's default on a CPU with bf16 units (Zen 4,
+        # Sapphire Rapids) is bf16, which moves logits by a few hundredths and can flip a close label.
+        load = f"{cls}.from_pretrained(folder, ov_config={F32_PRECISION!r})"
+        preamble = "# f32 as edgeft runs it: on a CPU with bf16 units OpenVINO would otherwise compute in bf16\n"
     if profile.isa.exact_int8 and profile.format is ModelFormat.ONNX:
         # The bundle's `exact_int8`: off the device, an x86 CPU without VNNI would clip int8 sums the target does not.
         load = f"{cls}.from_pretrained(folder, session_options=options)"
-        exact = ("import onnxruntime\n# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
+        preamble = ("import onnxruntime\n# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
                  "options = onnxruntime.SessionOptions()\n"
                  f'options.add_session_config_entry("{EXACT_INT8_KEY}", "1")\n')
     return f"""
 With Hugging Face Optimum (same labels as `edgeft predict`; tested):
 ```python
-{exact}from transformers import AutoTokenizer, pipeline
+{preamble}from transformers import AutoTokenizer, pipeline
 from {module} import {cls}
 tagger = pipeline("{task}", model={load}, tokenizer=AutoTokenizer.from_pretrained(folder))
 {call}

@@ -9,6 +9,11 @@ import numpy as np
 from edgeft.errors import MissingBackend, StageFailed
 
 
+# f32 precision: on CPUs with bf16 units (Zen 4, Sapphire Rapids) the CPU plugin would otherwise run an fp32 IR in
+# bf16, so accuracy would depend on the device. The model card hands the same setting to optimum-intel's OVModel.
+F32_PRECISION = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
 def openvino_module():
     try:
         import openvino
@@ -25,11 +30,9 @@ class Session:
         core = ov.Core()
         try:
             model = core.read_model(str(path))
-            # LATENCY: one stream, the batch-1 case an app or a CI gate measures. f32 precision: on CPUs with
-            # bf16 units the plugin would otherwise run an fp32 IR in bf16, so accuracy would depend on the device.
+            # LATENCY: one stream, the batch-1 case an app or a CI gate measures; F32_PRECISION says why f32.
             self._compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                               "PERFORMANCE_HINT": "LATENCY",
-                                                               "INFERENCE_PRECISION_HINT": "f32"})
+                                                               "PERFORMANCE_HINT": "LATENCY", **F32_PRECISION})
         except Exception as exc:  # openvino raises RuntimeError subclasses without a stable type
             raise StageFailed(f"openvino {ov.__version__} cannot compile {path}: {exc}") from None
         self.input_names = tuple(port.get_any_name() for port in self._compiled.inputs)
