@@ -127,9 +127,10 @@ def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:
     if profile.isa.exact_int8 and profile.format is ModelFormat.ONNX:
         # The bundle's `exact_int8`: off the device, an x86 CPU without VNNI would clip int8 sums the target does not.
         load = f"{cls}.from_pretrained(folder, session_options=options)"
-        preamble = ("import onnxruntime\n# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
-                 "options = onnxruntime.SessionOptions()\n"
-                 f'options.add_session_config_entry("{EXACT_INT8_KEY}", "1")\n')
+        preamble = ("import onnxruntime\n"
+                    "# int8 computed exactly, as the target does (an x86 CPU without VNNI clips it)\n"
+                    "options = onnxruntime.SessionOptions()\n"
+                    f'options.add_session_config_entry("{EXACT_INT8_KEY}", "1")\n')
     return f"""
 With Hugging Face Optimum (same labels as `edgeft predict`; tested):
 ```python
