@@ -123,6 +123,9 @@ def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tmp_path):
     result = json.loads(out.read_text())
     assert result["machine"] == "aarch64" and result["latency_ms"] is None
     assert result["agreement_with_build"] >= 0.9 and 0 <= result["metrics"]["accuracy"] <= 1
+    # Nothing was timed, so `edgeft gate` refuses it in one line that says why, not as a malformed file.
+    code, _, err = run_edgeft(["gate", str(out)])
+    assert code == 2 and "under emulation (qemu-arm64)" in err and "no latency to gate" in err
 
 
 # ---- the build's candidate race on a device (`edgeft build --bench-device`) ----

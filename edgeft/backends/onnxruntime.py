@@ -3,6 +3,7 @@ the runtime's (edgeft.runtime.sessions)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -196,6 +197,10 @@ def convert(src_model: Path, out: Path, fmt: ModelFormat) -> Path:
         raise StageFailed(f"onnxruntime's .ort converter did not write model.ort and required_operators.config "
                           f"in {work}")
     shutil.move(produced, out / "model.ort")
-    shutil.move(config, out / "required_operators.config")
+    # The converter's header names the file it read by its absolute path, a temporary folder of this build: the
+    # shipped config names model.ort, so it holds no path of the build machine and two builds write the same bytes.
+    header = re.compile(r"^# - .*model\.ort$", re.MULTILINE)
+    (out / "required_operators.config").write_text(header.sub("# - model.ort", config.read_text(encoding="utf-8")),
+                                                   encoding="utf-8")
     shutil.rmtree(work)
     return out / "model.ort"

@@ -70,6 +70,12 @@ def read_bench(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path} is not JSON ({exc}); pass a file written by `edgeft bench --json`") from None
     if not isinstance(data, dict):
         raise BadInput(f"{path}: expected a JSON object from `edgeft bench --json`, got {type(data).__name__}")
+    device = data.get("device")
+    if isinstance(device, dict) and data.get("latency_ms") is None and data.get("latency_note"):
+        # `bench --device qemu-arm64` checks labels on an emulated CPU and times nothing: no figure here to gate.
+        raise BadInput(f"{path} is a bench under emulation ({device.get('kind')}): it checks the bundle's labels, "
+                       f"not its speed, and has no latency to gate; gate a bench run on the device (`edgeft bench "
+                       f"BUNDLE --json FILE` there, or `--device ssh://HOST`)")
     for key, kind in (("latency_ms", dict), ("report", dict), ("threads", int)):
         if not isinstance(data.get(key), kind):
             raise BadInput(f"{path}: field '{key}' is missing or not a {kind.__name__}; rebench with this edgeft "
