@@ -59,18 +59,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fixed-epochs": {"min_steps": 0, "patience_steps": 0, "batch_size": 32},
     "default": {},
     # The head's pooling (stages/pooling.py): the mean over real tokens that the packaged sentence-embedding model
-    # was trained with, against BERT's [CLS] pooler (the default); +reseeded: the same with training seed + RESEED.
+    # was trained with, against BERT's [CLS] pooler (the default).
     "default+mean-pool": {"pooling": "mean"},
-    "default+mean-pool+reseeded": {"pooling": "mean"},
     "default+unfrozen": {"freeze_embeddings": False, "dropout": 0.1},
     "default+macro-f1": {"select_metric": "macro_f1"},
     "default+class-weights": {"class_weights": "balanced", "select_metric": "macro_f1"},
     # Early stopping that cannot end a run before the 300-step floor (patience as long as the floor).
     "default+patience300": {"patience_steps": 300},
-    # The same with the +reseeded / +reseeded2 training seeds: on a run that went its three epochs it is that run to
-    # the text; it differs only where early stopping ended a run after one worse epoch.
-    "default+patience300+reseeded": {"patience_steps": 300},
-    "default+patience300+reseeded2": {"patience_steps": 300},
     # Trainer's step count at 2,000 texts (1,700 training texts: 638 steps of batch 8): twice the floor, and early
     # stopping that waits as long as the floor.
     "default+steps600": {"min_steps": 600, "patience_steps": 300},
@@ -86,21 +81,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default+last": {},
     # Trainer's settings, batches and kept epoch: only the random streams (batch order, dropout masks) differ.
     "trainer-like+last": TRAINER_SETTINGS,
-    # A control for the random streams: the same draw and split, training seeded with seed + RESEED (the side
-    # `trainer-reseeded` does the same for Trainer itself); +reseeded2 / trainer-reseeded2: seed + 2 x RESEED.
-    "default+reseeded": {},
-    "default+reseeded2": {},
 }
+# Any variant + "+reseeded" (or "+reseeded2", ...): a control for the random streams, the same draw and split with
+# training seeded by seed + RESEED (x 2, ...); the sides `trainer-reseeded[2]` do the same for Trainer itself. On a run
+# that early stopping did not end, `default+patience300+reseeded` is `default+reseeded` to the text.
 RESEED = 100
+RESEEDED = re.compile(r"[+-]reseeded(\d*)$")
 RANDOM_BATCHES = {"default+random-batches", "trainer-like+last"}
 LAST_EPOCH = {"default+last", "trainer-like+last"}
 IMBALANCED = {"negative": 0.65, "neutral": 0.20, "positive": 0.15}
 
 
-def reseeding(variant: str) -> int:
-    """What a variant adds to the draw's seed to seed its training: 0, RESEED (`+reseeded`), 2 x RESEED (`+reseeded2`)."""
-    found = re.search(r"reseeded(\d*)$", variant)
-    return 0 if found is None else RESEED * int(found.group(1) or 1)
+def reseeding(variant: str) -> tuple[str, int]:
+    """The recipe a variant names and what it adds to the draw's seed to seed its training: 0, RESEED
+    (`+reseeded`), 2 x RESEED (`+reseeded2`)."""
+    found = RESEEDED.search(variant)
+    if found is None:
+        return variant, 0
+    return variant[:found.start()], RESEED * int(found.group(1) or 1)
 
 
 def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -206,8 +204,8 @@ def finetune_row(ds: TextDataset, seed: int, work: Path, variant: str) -> dict[s
     from edgeft.stages.torch_model import load_classifier, torch_logits
 
     split = split_dataset(ds, seed)
-    train_seed = seed + reseeding(variant)
-    spec = FinetuneSpec.for_task("classification", seed=train_seed, device="cpu", **VARIANTS[variant])
+    variant, offset = reseeding(variant)
+    spec = FinetuneSpec.for_task("classification", seed=seed + offset, device="cpu", **VARIANTS[variant])
     import edgeft.stages.finetune as finetune_stage
     import edgeft.stages.training as training
 
@@ -343,8 +341,17 @@ def main() -> None:
     parser.add_argument("--stage", choices=["build", "finetune"], default="build")
     parser.add_argument("--variants", default="fixed-epochs,default")
     parser.add_argument("--no-trainer", action="store_true")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "experiments" / "recipes.jsonl")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSONL rows (default: docs/experiments/recipes.jsonl, recipes-finetune.jsonl for "
+                             "--stage finetune, where a rerun then skips the rows already made)")
     args = parser.parse_args()
+    if args.results is None:
+        args.results = ROOT / "docs" / "experiments" / ("recipes-finetune.jsonl" if args.stage == "finetune"
+                                                        else "recipes.jsonl")
+    unknown = [v for v in args.variants.split(",") if reseeding(v)[0] not in VARIANTS and reseeding(v)[0] != "trainer"]
+    if args.stage == "finetune" and unknown:
+        parser.error(f"unknown --variants {unknown}; known: {', '.join(VARIANTS)} (each may end in +reseeded[N]), "
+                     f"trainer-reseeded[N]")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
     have = {(r["set"], r["side"], r["seed"]) for r in done}
@@ -370,7 +377,7 @@ def main() -> None:
                     elif side == "edgeft":
                         row = edgeft_row(ds, seed, Path(tmp))
                     elif side.startswith("finetune:trainer-reseeded"):
-                        row = trainer_row(ds, seed, Path(tmp), train_seed=seed + reseeding(side))
+                        row = trainer_row(ds, seed, Path(tmp), train_seed=seed + reseeding(side)[1])
                     else:
                         row = finetune_row(ds, seed, Path(tmp), side.partition(":")[2])
                 row = {"set": name, "side": side, "seed": seed, "cpu": cpu, **row}
