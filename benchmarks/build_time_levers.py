@@ -1,11 +1,14 @@
 """Levers on the default build's two compute stages, measured side by side in one process (docs/experiments/speed.md,
-section 18): the teacher's soft targets (the int8 ONNX Runtime pass over every training text) and a training step.
+sections 18 and 20): the teacher's soft targets (the int8 ONNX Runtime pass over every training text) and a training
+step.
 
-Soft targets, texts per second on N packaged tweets, every core: the build's int8 teacher at batch 16 and 64; the
-fp32 export; PyTorch fp32; the graph fused by ONNX Runtime's transformer optimizer, then dynamic int8 (Optimum
-cannot quantize a fused graph, STACK trap 11: `quantize_dynamic` with a default tensor type can); and two one-thread
-sessions on halves of the texts instead of one two-thread session. With `--compile`, also the teacher's training
-step (batch 32, length-grouped real tweets) eager against `torch.compile` (first steps and steady state).
+Soft targets, texts per second on N packaged tweets, every core: the int8 teacher with texts batched in order of
+their characters (the build before section 20) against batches in order of their word pieces (the build's now) at
+16, 32 and 64 texts; the fp32 export; PyTorch fp32 by characters and by pieces; the graph fused by ONNX Runtime's
+transformer optimizer, then dynamic int8 (Optimum cannot quantize a fused graph, STACK trap 11: `quantize_dynamic`
+with a default tensor type can); and two one-thread sessions on halves of the texts instead of one two-thread
+session. With `--compile`, also the teacher's training step (batch 32, length-grouped real tweets) eager against
+`torch.compile` (first steps and steady state).
 
 Weights do not change the cost: the packaged MiniLM with a new 3-label head stands in for a fine-tuned teacher.
 Run: `.venv/bin/python benchmarks/build_time_levers.py [--texts 3000] [--compile]`.
@@ -33,7 +36,7 @@ from edgeft.runtime.scoring import sentence_logits
 from edgeft.runtime.sessions import Runtime, open_session
 from edgeft.stages.finetune import save_model
 from edgeft.stages.lessons import TEACHER_INT8
-from edgeft.stages.torch_model import load_classifier, torch_logits
+from edgeft.stages.torch_model import load_classifier, torch_logits, torch_runner
 
 LABELS = ["a", "b", "c"]
 
@@ -60,8 +63,13 @@ def soft_target_rates(texts: list[str], root: Path) -> dict[str, float]:
                      weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1})  # 1: FLOAT
     cores = os.cpu_count() or 1
     rates = {}
-    variants = [("int8 (the build's)", int8, (16, 64)), ("fp32 export", root / "onnx" / "model.onnx", (16,)),
-                ("fused graph, then dynamic int8", root / "fused-int8.onnx", (16,))]
+    session = open_session(Runtime.ONNXRUNTIME, int8, cores, TOKENIZER_OUTPUTS)
+    feed = TextEncoder(root / "hf" / "tokenizer.json", 128, "right", session.input_names)
+    sentence_logits(session.run, feed, texts[:64], len(LABELS))  # warm-up
+    rates[f"int8, by characters (before), batch 16, {cores} threads"] = rate(
+        len(texts), lambda: by_characters(session.run, feed, texts, 16))
+    variants = [("int8 by pieces (the build's)", int8, (16, 32, 64)), ("fp32 export", root / "onnx" / "model.onnx",
+                (16,)), ("fused graph, then dynamic int8", root / "fused-int8.onnx", (16,))]
     for name, path, sizes in variants:
         session = open_session(Runtime.ONNXRUNTIME, path, cores, TOKENIZER_OUTPUTS)
         feed = TextEncoder(root / "hf" / "tokenizer.json", 128, "right", session.input_names)
@@ -80,8 +88,20 @@ def soft_target_rates(texts: list[str], root: Path) -> dict[str, float]:
 
     rates["int8, two 1-thread sessions on halves, batch 16"] = rate(len(texts), both)
     encode = TextEncoder(base / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
-    rates["PyTorch fp32, batch 64"] = rate(len(texts), lambda: torch_logits(teacher, encode, texts))
+    rates["PyTorch fp32, by characters (before), batch 64"] = rate(
+        len(texts), lambda: by_characters(torch_runner(teacher), encode, texts, 64))
+    rates["PyTorch fp32, by pieces, batch 64"] = rate(len(texts), lambda: torch_logits(teacher, encode, texts))
     return rates
+
+
+def by_characters(run, encoder: TextEncoder, texts: list[str], batch_size: int) -> np.ndarray:
+    """The batching of the build before section 20: texts in order of their characters."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = order[start:start + batch_size]
+        out[chunk] = run(encoder([texts[i] for i in chunk]))
+    return out
 
 
 def step_times(texts: list[str], steps: int) -> dict[str, tuple[float, float]]:
@@ -128,7 +148,7 @@ def main() -> None:
         rates = soft_target_rates(texts, Path(tmp))
     reference = rates[next(iter(rates))]
     table = Table(title=f"Soft targets on {len(texts)} packaged tweets (texts per second)")
-    for column in ("how", "texts/s", "vs the build's"):
+    for column in ("how", "texts/s", "vs the first row"):
         table.add_column(column, justify="left" if column == "how" else "right")
     for name, value in rates.items():
         table.add_row(name, f"{value:.1f}", f"{value / reference:.2f}x")

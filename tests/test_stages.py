@@ -56,6 +56,25 @@ def test_length_grouped_batches_cover_every_index_once():
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
 
 
+def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits(teacher, data):
+    ds, split = data
+    # Same characters, different piece counts: a character sort would pad these batches, a piece sort does not.
+    texts = [ds.texts[i] for i in split.dev][:40] + ["zzzzzzzzzzzzzzzzzzzz", "a b c d e f g h i j"]
+    encode = TextEncoder(teacher.path / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
+    pieces = [len(e.ids) for e in encode.tokenizer.encode_batch(texts)]
+    batches = list(encode.batches(texts, 8))
+    assert sorted(np.concatenate([chunk for chunk, _ in batches]).tolist()) == list(range(len(texts)))
+    widths = [feeds["input_ids"].shape[1] for _, feeds in batches]
+    assert widths == sorted(widths) and widths[-1] == max(pieces)
+    by_chars = np.argsort([len(t) for t in texts], kind="stable")
+    char_padded = sum(max(pieces[i] for i in by_chars[s:s + 8]) * len(by_chars[s:s + 8]) for s in range(0, 42, 8))
+    assert sum(w * len(chunk) for w, (chunk, _) in zip(widths, batches)) < char_padded
+    # The batched logits land in each text's own row: the same as one text at a time.
+    model = load_classifier(teacher.path)
+    alone = np.concatenate([torch_logits(model, encode, [t]) for t in texts])
+    np.testing.assert_allclose(torch_logits(model, encode, texts, batch_size=8), alone, atol=1e-5)
+
+
 @pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.OPENVINO])
 def test_export_matches_pytorch(teacher, data, work_dir, runtime):
     ds, split = data

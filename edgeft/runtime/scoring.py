@@ -134,10 +134,7 @@ def sentence_logits(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder:
     """Logits of many texts in batches, in the texts' order."""
     if not texts:
         return np.zeros((0, n_labels), dtype=np.float32)
-    # Sorting by length keeps padding (wasted work) small; the original order is restored at the end.
-    order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), n_labels), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        chunk = order[start:start + batch_size]
-        out[chunk] = run(encoder([texts[i] for i in chunk]))
+    for chunk, feeds in encoder.batches(texts, batch_size):  # similar lengths together: little padding
+        out[chunk] = run(feeds)
     return out

@@ -107,12 +107,10 @@ def torch_logits(model, encode, texts: list[str], batch_size: int = 64, device: 
     """fp32 logits of `model` on `texts`, fed by the runtime's own encoder so both sides see identical ids."""
     torch, _ = torch_modules()
     model.eval().to(device)
-    order = np.argsort([len(t) for t in texts], kind="stable")
     out = None
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            feeds = {k: torch.from_numpy(v).to(device) for k, v in encode([texts[i] for i in chunk]).items()}
+        for chunk, batch in encode.batches(texts, batch_size):
+            feeds = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             logits = model(**feeds).logits.float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
