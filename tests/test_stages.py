@@ -12,12 +12,13 @@ from edgeft.data.text import load_dataset, split_dataset
 from edgeft.errors import ExportParityError
 from edgeft.profile import InputPolicy, Runtime, load_profile
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
+from edgeft.runtime.scoring import sentence_logits
 from edgeft.runtime.sessions import open_session
 from edgeft.stages import export as export_stage
 from edgeft.stages.finetune import FinetuneSpec, finetune
 from edgeft.stages.training import length_grouped_batches
 from edgeft.stages.quantize import quantize
-from edgeft.stages.torch_model import load_classifier, torch_logits
+from edgeft.stages.torch_model import load_classifier, torch_logits, torch_runner
 
 # The same recipe as the CLI tests' TINY_TRAINING, so both share one cached fine-tune.
 # min_steps=0: exactly 5 epochs, as the CLI's --epochs 5 means (no step floor).
@@ -73,6 +74,9 @@ def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits
     model = load_classifier(teacher.path)
     alone = np.concatenate([torch_logits(model, encode, [t]) for t in texts])
     np.testing.assert_allclose(torch_logits(model, encode, texts, batch_size=8), alone, atol=1e-5)
+    # Two workers taking turns over the batches (the soft targets' sessions) give exactly one worker's logits.
+    one = sentence_logits(torch_runner(model), encode, texts, 3, batch_size=8)
+    np.testing.assert_array_equal(sentence_logits([torch_runner(model)] * 2, encode, texts, 3, batch_size=8), one)
 
 
 @pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.OPENVINO])
