@@ -11,8 +11,8 @@ TASK ?= classification
 
 .PHONY: build test test-fast install clean dist bench-optimizer bench-peers bench-candidates bench-gate bench-train bench-tokenizer bench-recipes bench-ner-seeds bench-student-seeds distill-experiment arm64-runtime
 
-# uv installs the same pinned set as pip in about 13 s instead of 85 s on a 2-core host (it unpacks wheels in
-# parallel; docs/experiments/speed.md, section 20): a seventh of a fresh clone's `make build`. uv reads no pip.conf,
+# uv installs the same pinned set as pip in 12 s instead of 85 s on a 2-core host (it unpacks wheels in parallel;
+# docs/experiments/speed.md, section 20): 70 s off a fresh clone's `make build`. uv reads no pip.conf,
 # so pip's find-links (PIP_FIND_LINKS or pip.conf: where these machines keep the CPU torch wheel) is handed to it.
 # INSTALLER=pip installs with pip alone, for a mirror without uv.
 INSTALLER ?= uv

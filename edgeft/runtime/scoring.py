@@ -138,7 +138,7 @@ def sentence_logits(run: Run | Sequence[Run], encoder: TextEncoder, texts: list[
     """Logits of many texts in batches, in the texts' order.
 
     Several `run`s (sessions of one thread each) take turns over the same batches, side by side: the logits are
-    those of one session, and two 1-thread sessions get through the soft targets 1.13x faster than one 2-thread
+    those of one session, and two 1-thread sessions get through the soft targets 1.07-1.12x faster than one 2-thread
     session on a 2-core host (docs/experiments/speed.md, section 20)."""
     runs = [run] if callable(run) else list(run)
     out = np.zeros((len(texts), n_labels), dtype=np.float32)

@@ -97,7 +97,7 @@ def _distill(teacher_art: Artifact, data: TextDataset | TaggedDataset, split: Sp
 
     def sample():
         """The first training examples (at most 2,048), the teacher's inputs for a narrower student's basis, in
-        batches of similar length: the basis sums real tokens only, and padding would be wasted work (half of it)."""
+        batches of similar length: the basis sums real tokens only, so padding would be wasted work."""
         first = np.arange(min(2048, len(lessons.lengths)))
         rows = first[np.argsort(lessons.lengths[first], kind="stable")]
         return ({k: v.cpu() for k, v in lessons.batch(rows[i:i + 64])[0].items()} for i in range(0, len(rows), 64))
