@@ -59,7 +59,7 @@ def test_length_grouped_batches_cover_every_index_once():
 
 def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits(teacher, data):
     ds, split = data
-    # Same characters, different piece counts: a character sort would pad these batches, a piece sort does not.
+    # Two texts of about 20 characters and very different piece counts: a character sort pads more than a piece sort.
     texts = [ds.texts[i] for i in split.dev][:40] + ["zzzzzzzzzzzzzzzzzzzz", "a b c d e f g h i j"]
     encode = TextEncoder(teacher.path / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
     pieces = [len(e.ids) for e in encode.tokenizer.encode_batch(texts)]
