@@ -57,7 +57,7 @@ def test_length_grouped_batches_cover_every_index_once():
     assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
 
 
-def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits(teacher, data):
+def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits(teacher, data, monkeypatch):
     ds, split = data
     # Two texts of about 20 characters and very different piece counts: a character sort pads more than a piece sort.
     texts = [ds.texts[i] for i in split.dev][:40] + ["zzzzzzzzzzzzzzzzzzzz", "a b c d e f g h i j"]
@@ -77,6 +77,10 @@ def test_scoring_batches_group_texts_by_pieces_and_give_each_text_its_own_logits
     # Two workers taking turns over the batches (the soft targets' sessions) give exactly one worker's logits.
     one = sentence_logits(torch_runner(model), encode, texts, 3, batch_size=8)
     np.testing.assert_array_equal(sentence_logits([torch_runner(model)] * 2, encode, texts, 3, batch_size=8), one)
+    # A long file is tokenized and sorted a block at a time: every text still lands in its own row.
+    monkeypatch.setattr("edgeft.runtime.encoder.SORTED_BLOCK", 16)
+    assert sorted(np.concatenate([chunk for chunk, _ in encode.batches(texts, 8)]).tolist()) == list(range(len(texts)))
+    np.testing.assert_allclose(sentence_logits(torch_runner(model), encode, texts, 3, batch_size=8), alone, atol=1e-5)
 
 
 @pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.OPENVINO])

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Texts tokenized and sorted together when many are scored: large enough that a build's soft-target texts (35,382
+# on the packaged tweets) are one block, small enough that their encodings fit in memory whatever the file's size.
+SORTED_BLOCK = 65_536
+
 # Everything a BERT-style tokenizer gives; a graph takes these or a subset (see Session.input_names).
 TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -48,12 +52,14 @@ class TextEncoder:
 
         Grouping by pieces, not characters, is what keeps padding out: on the packaged tweets, batches of 16 texts
         sorted by characters carry 35 % more tokens than their texts (52 % in batches of 64), sorted by pieces
-        0.1 % (docs/experiments/speed.md, section 20). Each text is tokenized once."""
-        encodings = self.tokenizer.encode_batch(texts)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            yield chunk, self.pad([encodings[i] for i in chunk])
+        0.1 % (docs/experiments/speed.md, section 20). Each text is tokenized once, a block of SORTED_BLOCK texts at
+        a time, so memory stays bounded on a large file."""
+        for first in range(0, len(texts), SORTED_BLOCK):
+            encodings = self.tokenizer.encode_batch(texts[first:first + SORTED_BLOCK])
+            order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+            for start in range(0, len(encodings), batch_size):
+                chunk = order[start:start + batch_size]
+                yield first + chunk, self.pad([encodings[i] for i in chunk])
 
     def words(self, sentences: list[list[str]]) -> tuple[dict[str, np.ndarray], list[list[int | None]]]:
         """Pre-split words (NER data) -> the padded batch and, per sentence, the word index of every token (None

@@ -220,7 +220,7 @@ def teacher_outputs(teacher_art: Artifact, teacher, encode: TextEncoder, texts: 
         parity = check_parity(teacher_art.path, fp32, Runtime.ONNXRUNTIME, InputPolicy(max_length=encode.max_length),
                               texts[:8])
         int8 = ort.quantize(tmp / "onnx", tmp / "int8", TEACHER_INT8, Isa.AVX2, None)
-        # One single-thread session a core (at most 8), taking turns over the same batches: faster than one session
+        # One single-thread session a core (at most 8), each taking the next batch: faster than one session
         # on every core, and the batches (so each batch's int8 scales) do not depend on the number of cores.
         cores = os.cpu_count() or 1
         sessions = [open_session(Runtime.ONNXRUNTIME, int8, max(1, cores // min(cores, 8)), TOKENIZER_OUTPUTS)
