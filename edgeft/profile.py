@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -232,6 +232,14 @@ class TargetProfile(_Strict):
 
     def student_for(self, task: str) -> Student | None:
         return self.ner_student if task == "ner" and self.ner_student is not None else self.student
+
+    def hardware_present(self, host: dict[str, Any]) -> bool:
+        """Whether a host (`runtime.bench.host_description()`) has the ISA this profile is built for: latency
+        elsewhere is a proxy, and the build, the race and `edgeft bench` say so."""
+        if self.isa is Isa.ARM64:
+            return host["machine"] in ("aarch64", "arm64")
+        needed = {Isa.AVX2: "avx2", Isa.AVX512: "avx512f", Isa.AVX512_VNNI: "avx512_vnni"}[self.isa]
+        return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
 
     @model_validator(mode="after")
     def _format_fits_runtime(self) -> TargetProfile:

@@ -88,6 +88,23 @@ def test_build_reports_every_candidate_and_ships_one_never_slower_than_fp32(tiny
     assert "## Quantization: how the shipped scheme was chosen" in (tiny_bundles["x86-avx2"] / "README.md").read_text()
 
 
+def test_the_card_says_so_when_no_quantized_candidate_was_chosen(tiny_bundles):
+    """A small set's int8 candidates can all fail; the profile's description still says int8, the card must not."""
+    from edgeft.reports.model_card import _float_line
+
+    bundle = tiny_bundles["x86-avx2"]
+    selection = json.loads((bundle / "report.json").read_text())["selection"]
+    chosen = next(r for r in selection["candidates"] if r["status"] == "chosen")
+    # The tiny model's bundle is what it is: its card carries the line exactly when a float candidate shipped.
+    assert (chosen["scheme"] == "fp32") == ("The shipped model is not quantized" in (bundle / "README.md").read_text())
+    for name, line in (("dynamic-int8-s8", ""), ("fp32", "not quantized: `fp32` is float32")):
+        for row in selection["candidates"]:
+            row["status"] = "chosen" if row["name"] == name else "rejected"
+        assert line in _float_line(selection) and (line or _float_line(selection) == "")
+    only_float = {**selection, "candidates": [r for r in selection["candidates"] if r["scheme"] == "fp32"]}
+    assert _float_line(only_float) == ""  # a float-only profile promised nothing else
+
+
 def test_without_the_target_hardware_the_preference_order_decides(tiny_bundles):
     report = json.loads((tiny_bundles["arm64"] / "report.json").read_text())
     selection = report["selection"]
@@ -164,11 +181,14 @@ def test_bench_writes_json_with_latency_memory_and_accuracy(tiny_bundles, tiny_c
     assert result["peak_rss_mb"] > 0 and result["metrics"]["n"] == 480
     assert result["report"]["metrics"]["teacher_accuracy"] is not None
     assert "p50 ms" in stdout
+    assert "not that hardware" not in err  # an x86-avx2 bundle on this AVX2 host: its latency is the target's
 
 
 def test_bench_defaults_to_the_bundles_held_out_samples(tiny_bundles):
     code, out, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--runs", "10"])
     assert code == 0, err
+    # An arm64 bundle timed on this x86 host: the figures are this host's, and the bench says so.
+    assert f"{tiny_bundles['arm64']} is built for arm64 (arm64)" in err and "not that hardware" in err
     samples = [json.loads(l) for l in (tiny_bundles["arm64"] / "samples.jsonl").read_text().splitlines()]
     assert len({s["label"] for s in samples}) == 3  # a fair mix of the held-out texts, not one class's block
 

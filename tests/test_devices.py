@@ -113,16 +113,35 @@ def test_bad_device_spec_is_exit_2(tiny_bundles):
     assert code == 2 and "ssh://user@host[:port]" in err
 
 
-def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tmp_path):
+@pytest.mark.parametrize("flag", [["--cores", "0"], ["--batch-size", "4"], ["--rounds", "2"]])
+def test_qemu_arm64_refuses_a_timing_flag_by_name_before_any_emulation(tiny_bundles, flag, monkeypatch):
+    monkeypatch.setenv("EDGEFT_ARM64_ROOT", "/nonexistent")  # the refusal comes before the runtime is looked for
+    code, _, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--device", "qemu-arm64", *flag])
+    assert code == 2 and f"{flag[0]} would be ignored" in err and "times nothing" in err
+
+
+def test_qemu_arm64_device_predicts_without_timing(tiny_bundles, tiny_csv, tmp_path, monkeypatch):
     setup = subprocess.run(["bash", str(REPO / "tests" / "arm64" / "setup.sh"), str(REPO / ".edgeft" / "arm64")],
                            capture_output=True, text=True)
     assert setup.returncode == 0, setup.stderr[-2000:]
     out = tmp_path / "q.json"
     code, stdout, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--device", "qemu-arm64", "--json", str(out)])
     assert code == 0, err
+    assert "on the emulated aarch64 runtime" in err and "nothing is timed" in err  # minutes pass, not in silence
     result = json.loads(out.read_text())
     assert result["machine"] == "aarch64" and result["latency_ms"] is None
     assert result["agreement_with_build"] >= 0.9 and 0 <= result["metrics"]["accuracy"] <= 1
+    # The user's own labelled file, from another folder: the runtime `make arm64-runtime` set up in the checkout is
+    # found, and agreement is with this host's run of the same bundle on the same texts.
+    data = tmp_path / "mine.csv"
+    data.write_text("".join(tiny_csv.read_text().splitlines(keepends=True)[:41]))  # the header and 40 texts
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run_edgeft(["bench", str(tiny_bundles["arm64"]), "--device", "qemu-arm64", "--data",
+                                    str(data), "--json", str(out)])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["texts"] == 40 and result["metrics"]["n"] == 40 and "agreement_with_build" not in result
+    assert result["agreement_with_host"] >= 0.9 and f"texts of {data}" in stdout and "as this host" in stdout
     # Nothing was timed, so `edgeft gate` refuses it in one line that says why, not as a malformed file.
     code, _, err = run_edgeft(["gate", str(out)])
     assert code == 2 and "under emulation (qemu-arm64)" in err and "no latency to gate" in err

@@ -62,6 +62,24 @@ def test_an_unchanged_rerun_passes_and_writes_json_markdown_junit(benches, tmp_p
     assert "accuracy drop vs fp32 teacher" in out
 
 
+def test_another_targets_profile_applies_as_asked_and_the_gate_says_whose_budgets(benches):
+    code, out, err = run_edgeft(["gate", str(benches[1]), "--profile", "arm64"])
+    assert code in (0, 1), err
+    assert "--profile arm64 is the arm64 profile, but the bench is of a x86-avx2 bundle" in err
+    assert "not the bundle's own target x86-avx2" in out.replace("\n", " ")
+    code, out, err = run_edgeft(["gate", str(benches[1])])
+    assert "note:" not in err
+
+
+def test_a_bench_gated_against_itself_passes_and_is_called_one_run(benches, tmp_path):
+    code, out, err = run_edgeft(["gate", str(benches[0]), "--baseline", str(benches[0]), "--json",
+                                 str(tmp_path / "v.json")])
+    assert code == 0, err
+    latency = next(c for c in json.loads((tmp_path / "v.json").read_text())["checks"]
+                   if c["name"].startswith("latency p50 vs baseline"))
+    assert "one run: the bench is its own baseline" in latency["detail"] and latency["observed"] == 1.0
+
+
 def test_a_slowdown_beyond_the_tolerance_is_exit_1_and_named(benches, tmp_path):
     baseline, _ = benches
     base = read_bench(baseline)

@@ -35,7 +35,9 @@ def gate(
         raise BadInput("--update-baseline needs --baseline PATH (where the new baseline is written)")
     current = read_bench(bench)
     base = read_bench(baseline) if baseline is not None and (baseline.exists() or not update_baseline) else None
-    profile_name, budgets = budgets_for(current, profile)
+    profile_name, budgets, note = budgets_for(current, profile)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     verdict = run_gate(current, base, budgets)
     verdict.baseline = str(baseline) if base is not None else None
     print_gate(verdict, profile_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import platform
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +64,8 @@ def bench(
     reference: Path | None = typer.Option(None, "--reference", help="Also time this bundle (e.g. the baseline's) "
                                           "in turn with BUNDLE: the latency ratio of the pair survives the drift of a "
                                           "shared machine, and `edgeft gate` prefers it."),
-    batch_size: int = typer.Option(8, "--batch-size", min=0, help="Also time whole batches of this many texts "
-                                   "(throughput); 0 skips it."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=0, help="Also time whole batches of this many "
+                                          "texts (throughput); 0 skips it [default: 8]."),
     cores: str | None = typer.Option(None, "--cores", help="Pin the bench to these CPU cores, e.g. 0 or 2,3 "
                                      "(Linux), so other work on the machine moves less of the figure."),
     device: str = typer.Option("local", "--device", help="local, ssh://user@host[:port] (copies the bundle and, if "
@@ -82,9 +83,9 @@ def bench(
     if where != "local":
         if reference is not None:
             raise BadInput("--reference is for local benches; on a device, bench each bundle and gate the two JSONs")
-        _bench_elsewhere(where, bundle, data, json_out, {"--runs": runs, "--warmup": warmup, "--threads": threads,
-                                                        "--rounds": rounds, "--batch-size": batch_size,
-                                                        "--cores": cores})
+        _bench_elsewhere(where, bundle, data, (text_column, label_column, encoding), json_out,
+                         {"--runs": runs, "--warmup": warmup, "--threads": threads, "--rounds": rounds,
+                          "--batch-size": batch_size, "--cores": cores})
         return
     from edgeft import runtime
     from edgeft.artifact import atomic_file_write
@@ -95,6 +96,7 @@ def bench(
 
     report = _bundle_report(bundle)  # read once, before the clock starts: the cold start is the app's
     _warn_if_failed(bundle, report)
+    _note_if_not_target_hardware(bundle, report)
     with _pinned(cores) as pinned:
         started = time.perf_counter()
         loaded = runtime.load(bundle, threads=threads)
@@ -105,7 +107,8 @@ def bench(
         spec = loaded.manifest["bundle"]["bench"]
         result = run_bench(loaded, texts, examples, warmup if warmup is not None else spec["warmup"],
                            runs if runs is not None else spec["runs"],
-                           rounds if rounds is not None else spec.get("rounds", 5), batch_size)
+                           rounds if rounds is not None else spec.get("rounds", 5),
+                           batch_size if batch_size is not None else 8)
         result["cores"] = pinned
         result["cold_start_ms"] = round(cold_start_ms, 1)
         result["bundle_manifest_sha256"] = manifest_digest(bundle)
@@ -178,9 +181,9 @@ def _pinned(cores: str | None) -> Iterator[list[int] | None]:
         os.sched_setaffinity(0, available)
 
 
-def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | None, options: dict) -> None:
+def _bench_elsewhere(where, bundle: Path, data: str | None, columns: tuple[str, str, str], json_out: Path | None,
+                     options: dict) -> None:
     from edgeft.artifact import atomic_file_write
-    from edgeft.devices.qemu import bench_on_qemu_arm64
     from edgeft.devices.ssh import bench_over_ssh
     from edgeft.errors import BadInput
     from edgeft.reports.tables import print_bench
@@ -188,19 +191,11 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
 
     loaded = load(bundle)  # verify the bundle here first: a tampered one never travels
     if where == "qemu-arm64":
-        if data is not None or any(v is not None for k, v in options.items() if k != "--batch-size"):
-            raise BadInput("--device qemu-arm64 runs the bundle's own held-out samples and times nothing; drop "
-                           "--data / --runs / --warmup / --threads / --rounds")
-        result = bench_on_qemu_arm64(bundle)
-        m = result["metrics"]
-        if loaded.task == "ner":
-            scored = (f"entity F1 {m['f1']:.4f}, macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out "
-                      f"sentences, {result['agreement_with_build']:.1%} of sentences tagged as at build time")
-        else:
-            scored = (f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {result['texts']} held-out "
-                      f"texts, {result['agreement_with_build']:.1%} of labels as at build time")
-        typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: {scored}; latency not measured "
-                   f"(emulated)")
+        timing = [flag for flag, value in options.items() if value is not None]
+        if timing:
+            raise BadInput(f"--device qemu-arm64 times nothing (emulated latency is not a device's), so "
+                           f"{', '.join(timing)} would be ignored; drop {'it' if len(timing) == 1 else 'them'}")
+        result = _bench_on_qemu(loaded, bundle, data, columns)
     else:
         if data is not None and (data.startswith("packaged:") or not Path(data).is_file()):
             raise BadInput(f"--data '{data}' must be a file to copy to the device (packaged sets live on the build host)")
@@ -210,6 +205,45 @@ def _bench_elsewhere(where, bundle: Path, data: str | None, json_out: Path | Non
     if json_out is not None:
         atomic_file_write(json_out, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)
+
+
+def _bench_on_qemu(loaded, bundle: Path, data: str | None, columns: tuple[str, str, str]) -> dict:
+    """The bundle's samples (or --data, with this host's predictions beside them) on the emulated aarch64 runtime;
+    one line of figures on stdout."""
+    import tempfile
+
+    from edgeft.devices.qemu import bench_on_qemu_arm64, host_rows
+    from edgeft.runtime.samples import bench_texts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = None if data is None else host_rows(loaded, bench_texts(loaded, data, *columns)[1],
+                                                   Path(tmp) / "rows.jsonl")
+        result = bench_on_qemu_arm64(bundle, rows)
+    m, ner = result["metrics"], loaded.task == "ner"
+    unit, held = ("sentences", "tagged") if ner else ("texts", "labelled")
+    source = f"held-out {unit}" if data is None else f"{unit} of {data}"
+    agree = (f"{result['agreement_with_build']:.1%} {held} as at build time" if data is None else
+             f"{result['agreement_with_host']:.1%} {held} as this host ({platform.machine()}) {held} them")
+    figure = f"entity F1 {m['f1']:.4f}" if ner else f"accuracy {m['accuracy']:.4f}"
+    typer.echo(f"{result['machine']} onnxruntime {result['onnxruntime']}: {figure}, macro-F1 {m['macro_f1']:.4f} on "
+               f"{result['texts']} {source}, {agree}; latency not measured (emulated)")
+    return result
+
+
+def _note_if_not_target_hardware(bundle: Path, report: dict) -> None:
+    """A bundle benched on a host without its target's hardware (an arm64 bundle on x86, say): its latency is this
+    host's, and the bench says so once on stderr."""
+    from edgeft.profile import available_targets, load_profile
+    from edgeft.runtime.bench import host_description
+
+    target = report.get("target")
+    if target not in available_targets():
+        return
+    profile, host = load_profile(target), host_description()
+    if not profile.hardware_present(host):
+        typer.echo(f"note: {bundle} is built for {target} ({profile.isa.value}); this host ({host['machine']}, "
+                   f"{', '.join(host['isa']) or 'no SIMD flags'}) is not that hardware, so its latency figures are "
+                   f"this host's, not the device's: bench on the device (--device ssh://user@host)", err=True)
 
 
 def _warn_if_failed(bundle: Path, report: dict) -> None:

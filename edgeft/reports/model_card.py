@@ -36,6 +36,7 @@ def model_card(profile: TargetProfile, report: dict[str, Any], manifest: dict[st
         origin += ("\nThe classifier reads the mean of the last layer's token vectors over the real tokens (the "
                    "pooling the base model was trained with), not BERT's [CLS] pooler; the exported graph computes "
                    "it, so the model files here need nothing extra.\n")
+    origin += _float_line(report["selection"])
     table_note = _word_embeddings_line(report.get("word_embeddings"))
     rows = "\n".join(f"| {r['model']} | {r['runtime']} | {r.get('score', r['accuracy']):.4f} | {r['macro_f1']:.4f} | {r['p50_ms']:.2f} "
                      f"| {r['p90_ms']:.2f} | {r['size_mb']:.1f} |" for r in report["models"])
@@ -106,6 +107,17 @@ or `edgeft predict path/to/this/folder "{example}"`{ner_use}.
 
 `manifest.json` pins every input by hash, the library versions and the minimum runtime version.
 """
+
+
+def _float_line(selection: dict[str, Any]) -> str:
+    """A float model shipped where the profile offered quantized ones (a small set's int8 candidates all over the
+    budget, say): the profile's description promises int8, so the card says plainly that this bundle is not."""
+    rows = selection.get("candidates") or []
+    chosen = next((r for r in rows if r.get("status") == "chosen"), None)
+    if chosen is None or chosen["scheme"] != "fp32" or all(r["scheme"] == "fp32" for r in rows):
+        return ""
+    return (f"\nThe shipped model is not quantized: `{chosen['name']}` is float32, because no quantized candidate "
+            f"was chosen (the candidate table below gives each one's reason).\n")
 
 
 def _ecosystem_use(profile: TargetProfile, ner: bool) -> str:

@@ -25,7 +25,7 @@ from edgeft.devices import parse_device
 from edgeft.devices.ssh import SshDevice
 from edgeft.errors import BadInput
 from edgeft.profile import Runtime, TargetProfile
-from edgeft.stages.package import bundle_spec, target_hardware_present
+from edgeft.stages.package import bundle_spec
 from edgeft.stages.tokenizer_files import write_input_policy
 from edgeft.stages.torch_model import TOKENIZER_FILES
 
@@ -71,7 +71,7 @@ def open_bench_device(spec: str, profile: TargetProfile, task: str) -> BenchDevi
     from edgeft.devices.ssh import probe
 
     host = probe(where)
-    if not target_hardware_present(profile, host):
+    if not profile.hardware_present(host):
         raise BadInput(f"--bench-device {spec} is {host['machine']} ({', '.join(host['isa']) or 'no x86 SIMD flags'}"
                        f"), not the {profile.isa.value} hardware of target '{profile.name}': its latency would not be "
                        f"the target's; race on a device of that kind")

@@ -74,7 +74,7 @@ def package(quantized: Artifact, profile: TargetProfile, held_out: HeldOut, out:
                   "latency_ms": result["latency_ms"], "tokenize_ms": result["tokenize_ms"], "size_mb": size_mb,
                   "threads": profile.threads, "bench": {"texts": len(held_out.bench_texts), "runs": result["runs"],
                                                         "warmup": result["warmup"], "batch_size": 1},
-                  "host": result["host"], "latency_on_target_hardware": target_hardware_present(profile, result["host"]),
+                  "host": result["host"], "latency_on_target_hardware": profile.hardware_present(result["host"]),
                   "teacher": {"latency_ms": teacher["latency_ms"], "size_mb": teacher["size_mb"],
                               "runtime": teacher["runtime"]},
                   "quantization": quantized.manifest["quantization"], "selection": manifest_body["selection"],
@@ -143,14 +143,6 @@ def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, label
 def model_files(folder: Path, model_file: Path) -> list[Path]:
     """The model and its weight side files (OpenVINO's .bin): every file sharing the model file's stem."""
     return [p for p in folder.iterdir() if p.is_file() and p.stem == model_file.stem]
-
-
-def target_hardware_present(profile: TargetProfile, host: dict[str, Any]) -> bool:
-    """Whether this host has the ISA the profile is built for: latency elsewhere is a proxy, and says so."""
-    if profile.isa.value == "arm64":
-        return host["machine"] in ("aarch64", "arm64")
-    needed = {"avx2": "avx2", "avx512": "avx512f", "avx512_vnni": "avx512_vnni"}[profile.isa.value]
-    return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
 
 
 def _floor(held_out: HeldOut, teacher: dict[str, Any], predicted: list, scored: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.sessions import Session, open_session
 from edgeft.stages.device_race import (AGREEMENT, EMULATED_TEXTS, BenchDevice, labels_here_and_on_emulator,
                                        race_on_device, write_candidate_bundle)
-from edgeft.stages.package import model_files, target_hardware_present
+from edgeft.stages.package import model_files
 from edgeft.stages.quantize import table_decode
 
 # Latency race: this many dev texts, each timed this many times per candidate (after one warm-up pass over all).
@@ -82,7 +82,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     metric = PRIMARY[task]
     dev_texts = dev.texts
     host = host_description()
-    timed_here = device is None and target_hardware_present(profile, host)
+    timed_here = device is None and profile.hardware_present(host)
     timed = timed_here or (device is not None and not device.emulated)
     with tempfile.TemporaryDirectory(prefix="edgeft-select-") as tmp:
         sessions: dict[str, tuple[Session, TextEncoder]] = {}
