@@ -113,8 +113,10 @@ def main() -> None:
     teacher = finetune(model_dir, data, split, FinetuneSpec.for_task("classification", seed=0, device="cpu",
                                                                      max_length=max_length), args.work)
     names = teacher.manifest["labels"]
-    recipe = prepare_student(Student(**{**profile.student_for("classification").model_dump(), **variant}),
-                             teacher.path, args.work)
+    base = profile.student_for("classification").model_dump()
+    if "layers" in variant:  # the build's retry is its own try: another depth, no retry after it (pipeline.py)
+        base["retry_layers"] = None
+    recipe = prepare_student(Student(**{**base, **variant}), teacher.path, args.work)
     dev = Examples.of(data, split.dev, "classification")
     teacher_test = test_accuracy(teacher.path, data, split.test, names, max_length)
     rows = []
