@@ -234,12 +234,10 @@ class TargetProfile(_Strict):
         return self.ner_student if task == "ner" and self.ner_student is not None else self.student
 
     def hardware_present(self, host: dict[str, Any]) -> bool:
-        """Whether a host (`runtime.bench.host_description()`) has the ISA this profile is built for: latency
-        elsewhere is a proxy, and the build, the race and `edgeft bench` say so."""
-        if self.isa is Isa.ARM64:
-            return host["machine"] in ("aarch64", "arm64")
-        needed = {Isa.AVX2: "avx2", Isa.AVX512: "avx512f", Isa.AVX512_VNNI: "avx512_vnni"}[self.isa]
-        return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
+        """Whether a host (`runtime.bench.host_description()`) has the ISA this profile is built for."""
+        from edgeft.runtime.bench import isa_present  # the rule lives with the runtime: `edgeft bench` needs it too
+
+        return isa_present(self.isa.value, host)
 
     @model_validator(mode="after")
     def _format_fits_runtime(self) -> TargetProfile:

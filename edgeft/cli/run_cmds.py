@@ -96,7 +96,7 @@ def bench(
 
     report = _bundle_report(bundle)  # read once, before the clock starts: the cold start is the app's
     _warn_if_failed(bundle, report)
-    _note_if_not_target_hardware(bundle, report)
+    _note_if_not_target_hardware(bundle)
     with _pinned(cores) as pinned:
         started = time.perf_counter()
         loaded = runtime.load(bundle, threads=threads)
@@ -230,18 +230,18 @@ def _bench_on_qemu(loaded, bundle: Path, data: str | None, columns: tuple[str, s
     return result
 
 
-def _note_if_not_target_hardware(bundle: Path, report: dict) -> None:
+def _note_if_not_target_hardware(bundle: Path) -> None:
     """A bundle benched on a host without its target's hardware (an arm64 bundle on x86, say): its latency is this
-    host's, and the bench says so once on stderr."""
-    from edgeft.profile import available_targets, load_profile
-    from edgeft.runtime.bench import host_description
+    host's, and the bench says so once on stderr. Bundles record their target's ISA (older ones do not: no note)."""
+    from edgeft.runtime.bench import host_description, isa_present
 
-    target = report.get("target")
-    if target not in available_targets():
+    try:
+        spec = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["bundle"]
+    except (OSError, ValueError, KeyError, TypeError):  # `runtime.load` refuses a damaged bundle with the reason
         return
-    profile, host = load_profile(target), host_description()
-    if not profile.hardware_present(host):
-        typer.echo(f"note: {bundle} is built for {target} ({profile.isa.value}); this host ({host['machine']}, "
+    host = host_description()
+    if spec.get("isa") and not isa_present(spec["isa"], host):
+        typer.echo(f"note: {bundle} is built for {spec.get('target')} ({spec['isa']}); this host ({host['machine']}, "
                    f"{', '.join(host['isa']) or 'no SIMD flags'}) is not that hardware, so its latency figures are "
                    f"this host's, not the device's: bench on the device (--device ssh://user@host)", err=True)
 

@@ -65,8 +65,10 @@ def arm64_roots() -> list[Path]:
     another folder still finds it."""
     if os.environ.get("EDGEFT_ARM64_ROOT"):
         return [Path(os.environ["EDGEFT_ARM64_ROOT"])]
-    here, checkout = Path(".edgeft/arm64"), Path(__file__).resolve().parents[2] / ".edgeft" / "arm64"
-    return [here] if here.resolve() == checkout else [here, checkout]
+    here, repo = Path(".edgeft/arm64"), Path(__file__).resolve().parents[2]
+    checkout = repo / ".edgeft" / "arm64"
+    # Only a source checkout has one (an installed wheel's parent folder is site-packages' own).
+    return [here] if here.resolve() == checkout or not (repo / "pyproject.toml").is_file() else [here, checkout]
 
 
 def arm64_root() -> Path:

@@ -160,6 +160,15 @@ def host_description() -> dict[str, Any]:
             "os": platform.platform(terse=True)}
 
 
+def isa_present(isa: str, host: dict[str, Any]) -> bool:
+    """Whether a host (`host_description()`) has a target's ISA (a profile's `isa`, which bundles record): latency
+    elsewhere is a proxy, and the build, its race and `edgeft bench` say so."""
+    if isa == "arm64":
+        return host["machine"] in ("aarch64", "arm64")
+    needed = {"avx2": "avx2", "avx512": "avx512f", "avx512_vnni": "avx512_vnni"}[isa]
+    return host["machine"] in ("x86_64", "AMD64") and needed in host["isa"]
+
+
 def accuracy_of(bundle: Bundle, texts: list[str], labels: list[str]) -> dict[str, Any]:
     """Classification metrics of labelled texts (the task-neutral form is `Bundle.score`)."""
     from edgeft.runtime.scoring import Examples

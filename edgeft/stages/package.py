@@ -137,7 +137,9 @@ def bundle_spec(profile: TargetProfile, runtime: Runtime, model_file: str, label
             "threads": profile.threads, "execution_providers": list(profile.execution_providers),
             "bench": profile.bench.model_dump(),
             # Arm and VNNI targets: sessions off the device compute int8 exactly, as the device does (Isa.exact_int8).
-            "exact_int8": profile.isa.exact_int8}
+            "exact_int8": profile.isa.exact_int8,
+            # What hardware the target is: `edgeft bench` elsewhere says its latency is not the target's.
+            "isa": profile.isa.value}
 
 
 def model_files(folder: Path, model_file: Path) -> list[Path]:
