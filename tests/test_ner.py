@@ -238,6 +238,13 @@ def test_ner_on_the_emulated_aarch64_runtime_bench_and_build_race(ner_bundles, t
     result = json.loads((tmp_path / "q.json").read_text())
     assert result["machine"] == "aarch64" and result["task"] == "ner" and result["latency_ms"] is None
     assert result["agreement_with_build"] >= 0.9 and result["metrics"]["f1"] > 0.5 and "entity F1" in out
+    mine = tmp_path / "mine.conll"  # the user's own tagged file: there as this host tags it, sentence by sentence
+    mine.write_text("\n\n".join(tiny_conll.read_text(encoding="utf-8").split("\n\n")[:30]) + "\n", encoding="utf-8")
+    code, out, err = run_edgeft(["bench", str(ner_bundles["arm64"]), "--device", "qemu-arm64", "--data", str(mine),
+                                 "--json", str(tmp_path / "q.json")])
+    assert code == 0, err
+    result = json.loads((tmp_path / "q.json").read_text())
+    assert result["texts"] == 30 and result["agreement_with_host"] >= 0.9 and "sentences of" in out
     bundle = tmp_path / "raced"
     code, out, err = run_edgeft(["build", "--task", "ner", "--target", "mobile", "--model", str(tiny_model),
                                  "--data", str(tiny_conll), "--out", str(bundle), "--work-dir", str(ner_bundles.work),
