@@ -96,7 +96,6 @@ def bench(
 
     report = _bundle_report(bundle)  # read once, before the clock starts: the cold start is the app's
     _warn_if_failed(bundle, report)
-    _note_if_not_target_hardware(bundle)
     with _pinned(cores) as pinned:
         started = time.perf_counter()
         loaded = runtime.load(bundle, threads=threads)
@@ -109,6 +108,7 @@ def bench(
                            runs if runs is not None else spec["runs"],
                            rounds if rounds is not None else spec.get("rounds", 5),
                            batch_size if batch_size is not None else 8)
+        _note_if_not_target_hardware(bundle, loaded.manifest["bundle"], result["host"])
         result["cores"] = pinned
         result["cold_start_ms"] = round(cold_start_ms, 1)
         result["bundle_manifest_sha256"] = manifest_digest(bundle)
@@ -230,16 +230,11 @@ def _bench_on_qemu(loaded, bundle: Path, data: str | None, columns: tuple[str, s
     return result
 
 
-def _note_if_not_target_hardware(bundle: Path) -> None:
+def _note_if_not_target_hardware(bundle: Path, spec: dict, host: dict) -> None:
     """A bundle benched on a host without its target's hardware (an arm64 bundle on x86, say): its latency is this
     host's, and the bench says so once on stderr. Bundles record their target's ISA (older ones do not: no note)."""
-    from edgeft.runtime.bench import host_description, isa_present
+    from edgeft.runtime.bench import isa_present
 
-    try:
-        spec = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["bundle"]
-    except (OSError, ValueError, KeyError, TypeError):  # `runtime.load` refuses a damaged bundle with the reason
-        return
-    host = host_description()
     if spec.get("isa") and not isa_present(spec["isa"], host):
         typer.echo(f"note: {bundle} is built for {spec.get('target')} ({spec['isa']}); this host ({host['machine']}, "
                    f"{', '.join(host['isa']) or 'no SIMD flags'}) is not that hardware, so its latency figures are "
