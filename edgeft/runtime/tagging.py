@@ -45,14 +45,15 @@ def word_logits(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: Tex
                 sentences: list[list[str]], batch_size: int = 32) -> list[np.ndarray]:
     """Per sentence, the logits [words kept, tags] of its words' first sub-words; `run` is a session's run."""
     out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sentences)
-    # Sorting by length keeps padding small; results go back to each sentence's own slot.
-    order = np.argsort([sum(len(w) for w in s) for s in sentences], kind="stable")
+    # Each sentence is tokenized once and batches group sentences of similar piece counts, as for sentence labels
+    # (TextEncoder.batches): characters are a poor proxy for pieces in tweets. Results go back to each sentence's slot.
+    encodings = encoder.tokenizer.encode_batch(sentences, is_pretokenized=True)
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
     for start in range(0, len(sentences), batch_size):
         chunk = order[start:start + batch_size]
-        feeds, word_ids = encoder.words([sentences[i] for i in chunk])
-        logits = run(feeds)
+        logits = run(encoder.pad([encodings[i] for i in chunk]))
         for row, i in enumerate(chunk):
-            out[i] = logits[row, first_subwords(word_ids[row])]
+            out[i] = logits[row, first_subwords(list(encodings[i].word_ids))]
     return out
 
 
