@@ -8,7 +8,7 @@ from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.tagging import word_logits
 
 
-def test_word_logits_batch_sentences_by_pieces_and_give_each_its_first_sub_words(tiny_model):
+def test_word_logits_batch_sentences_by_pieces_and_give_each_its_first_sub_words(tiny_model, monkeypatch):
     encode = TextEncoder(tiny_model / "tokenizer.json", 128, "right", TOKENIZER_OUTPUTS)
     # Twenty characters in one unknown word (one piece) against ten one-letter words (ten pieces): a character sort
     # would batch them the wrong way round.
@@ -34,3 +34,7 @@ def test_word_logits_batch_sentences_by_pieces_and_give_each_its_first_sub_words
         np.testing.assert_array_equal(logits, alone)
         assert logits.shape == (len(sentence), 3)  # one row per word: every word here is a single piece
         np.testing.assert_array_equal(logits[:, 1], np.arange(1, len(sentence) + 1))  # after [CLS], in word order
+    # A long file is tokenized and sorted a block at a time: every sentence still gets its own logits.
+    monkeypatch.setattr("edgeft.runtime.tagging.SORTED_BLOCK", 3)
+    for logits, alone in zip(word_logits(run, encode, sentences, batch_size=2), batched):
+        np.testing.assert_array_equal(logits, alone)
