@@ -35,6 +35,6 @@ def test_word_logits_batch_sentences_by_pieces_and_give_each_its_first_sub_words
         assert logits.shape == (len(sentence), 3)  # one row per word: every word here is a single piece
         np.testing.assert_array_equal(logits[:, 1], np.arange(1, len(sentence) + 1))  # after [CLS], in word order
     # A long file is tokenized and sorted a block at a time: every sentence still gets its own logits.
-    monkeypatch.setattr("edgeft.runtime.tagging.SORTED_BLOCK", 3)
+    monkeypatch.setattr("edgeft.runtime.encoder.SORTED_BLOCK", 3)
     for logits, alone in zip(word_logits(run, encode, sentences, batch_size=2), batched):
         np.testing.assert_array_equal(logits, alone)

@@ -52,14 +52,21 @@ class TextEncoder:
 
         Grouping by pieces, not characters, is what keeps padding out: on the packaged tweets, batches of 16 texts
         sorted by characters carry 35 % more tokens than their texts (52 % in batches of 64), sorted by pieces
-        0.1 % (docs/experiments/speed.md, section 20). Each text is tokenized once, a block of SORTED_BLOCK texts at
-        a time, so memory stays bounded on a large file."""
+        0.1 % (docs/experiments/speed.md, section 20)."""
+        for rows, encodings in self.sorted_encodings(texts, batch_size):
+            yield rows, self.pad(encodings)
+
+    def sorted_encodings(self, texts: list, batch_size: int,
+                         pretokenized: bool = False) -> Iterator[tuple[np.ndarray, list]]:
+        """Every text (or, `pretokenized`, every sentence given as words) once, in batches of similar token count:
+        (their indices, their `tokenizers` encodings). Each is tokenized once, a block of SORTED_BLOCK at a time, so
+        memory stays bounded on a large file."""
         for first in range(0, len(texts), SORTED_BLOCK):
-            encodings = self.tokenizer.encode_batch(texts[first:first + SORTED_BLOCK])
+            encodings = self.tokenizer.encode_batch(texts[first:first + SORTED_BLOCK], is_pretokenized=pretokenized)
             order = np.argsort([len(e.ids) for e in encodings], kind="stable")
             for start in range(0, len(encodings), batch_size):
                 chunk = order[start:start + batch_size]
-                yield first + chunk, self.pad([encodings[i] for i in chunk])
+                yield first + chunk, [encodings[i] for i in chunk]
 
     def words(self, sentences: list[list[str]]) -> tuple[dict[str, np.ndarray], list[list[int | None]]]:
         """Pre-split words (NER data) -> the padded batch and, per sentence, the word index of every token (None

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeft.metrics import softmax
-from edgeft.runtime.encoder import SORTED_BLOCK, TextEncoder
+from edgeft.runtime.encoder import TextEncoder
 from edgeft.runtime.entities import bio_entities
 
 
@@ -45,17 +45,12 @@ def word_logits(run: Callable[[dict[str, np.ndarray]], np.ndarray], encoder: Tex
                 sentences: list[list[str]], batch_size: int = 32) -> list[np.ndarray]:
     """Per sentence, the logits [words kept, tags] of its words' first sub-words; `run` is a session's run."""
     out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(sentences)
-    # As for sentence labels (TextEncoder.batches): each sentence is tokenized once, a block at a time so that a long
-    # file keeps memory bounded, and batches group sentences of similar piece counts (characters are a poor proxy for
-    # pieces in tweets). Results go back to each sentence's own slot.
-    for first in range(0, len(sentences), SORTED_BLOCK):
-        encodings = encoder.tokenizer.encode_batch(sentences[first:first + SORTED_BLOCK], is_pretokenized=True)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(encodings), batch_size):
-            chunk = order[start:start + batch_size]
-            logits = run(encoder.pad([encodings[i] for i in chunk]))
-            for row, i in enumerate(chunk):
-                out[first + i] = logits[row, first_subwords(list(encodings[i].word_ids))]
+    # Batched by piece count as sentence texts are (characters are a poor proxy for pieces in tweets); results go
+    # back to each sentence's own slot.
+    for rows, encodings in encoder.sorted_encodings(sentences, batch_size, pretokenized=True):
+        logits = run(encoder.pad(encodings))
+        for row, (i, encoding) in enumerate(zip(rows, encodings)):
+            out[i] = logits[row, first_subwords(list(encoding.word_ids))]
     return out
 
 
