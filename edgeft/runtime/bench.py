@@ -107,6 +107,10 @@ def relative_spread(values: list[float]) -> float:
     return float(np.median(np.abs(arr - median)) / median) if median > 0 else 0.0
 
 
+# Consecutive calls a model gets in a race (the build's, `edgeft race`'s) before the next model's turn: see below.
+RACE_BLOCK = 25
+
+
 def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarray]], rounds: int,
                         warmup: int, block: int = 1) -> dict[str, list[float]]:
     """Batch-1 latency (ms) of several models on the same inputs, timed in turn on each block of `block` inputs in a
@@ -118,8 +122,11 @@ def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarr
     block=1 switches model on every call, and every switch costs the next call its caches: about 0.4 ms on the
     2-core AVX-512 VNNI host, the same for a 1.4 ms and a 4 ms model, so ratios between models of different speed
     shrink (3.0x alone read 2.4x). Blocks of 25 calls read what each model costs alone (an app calls one model) and
-    still spread drift over all of them: benchmarks that state ratios use them. The build's race keeps block=1: an
-    equal penalty on every candidate does not change which one is fastest."""
+    still spread drift over all of them: benchmarks that state ratios use them, and so do the races (RACE_BLOCK).
+    The penalty is not equal for every model, nor from one process to the next: at block=1 one build's race read its
+    whole-table s8 candidate 12 % slower than the trimmed twin (0.81 against 0.72 ms), which kept it out of the
+    run-off, where rebuilds of the same candidates read it 1.5 % faster to 5 % slower, and blocks of 25 within 1.4 %
+    (docs/experiments/speed.md, section 21)."""
     names = list(sessions)
     for feed in feeds[:warmup]:
         for name in names:

@@ -2,12 +2,13 @@
 
 This is what a build's candidate race runs on a device (`edgeft build --bench-device ssh://...`): the build writes
 each quantization candidate as a small bundle, copies them and the dev texts over, runs `edgeft race` there and
-reads the JSON back. The timing is the local race's (runtime.bench.interleaved_latency): batch 1, each text timed
-for every model in an order that rotates from text to text, so drift of the device hits every model alike.
+reads the JSON back. The timing is the local race's (runtime.bench.interleaved_latency): batch 1, each model timed
+on a block of consecutive texts (RACE_BLOCK) in a fresh random order of the models each time, so drift of the
+device hits every model alike.
 
 The JSON (`RACE_FORMAT` 1):
     {"kind": "race", "format_version": 1, "edgeft_version", "host": {machine, cpu, isa, python, os},
-     "threads", "rounds", "warmup", "texts", "batch_size": 1,
+     "threads", "rounds", "warmup", "texts", "batch_size": 1, "block",
      "models": {NAME: {"p50", "p90", "p99", "mean", "std", "n", "bundle_manifest_sha256"}}}  (milliseconds)
 NAME is the bundle manifest's `candidate` (what the build calls it), else the folder's name.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeft.errors import BadInput
-from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
+from edgeft.runtime.bench import RACE_BLOCK, host_description, interleaved_latency, percentiles
 from edgeft.runtime.bundle import Bundle, manifest_digest
 
 RACE_FORMAT = 1
@@ -58,9 +59,10 @@ def race(bundles: list[Bundle], texts: list[str], rounds: int, warmup: int) -> d
         raise BadInput("edgeft race times models on the same inputs: these bundles ship different tokenizer files")
     # Tokenized once, outside the timing: the race compares the models, not the tokenizer.
     feeds = [bundles[0].encode([text]) for text in texts]
-    samples = interleaved_latency({n: b.session for n, b in zip(names, bundles)}, feeds, rounds, warmup)
+    samples = interleaved_latency({n: b.session for n, b in zip(names, bundles)}, feeds, rounds, warmup,
+                                  block=RACE_BLOCK)
     return {"kind": "race", "format_version": RACE_FORMAT, "host": host_description(),
             "threads": bundles[0].threads, "rounds": rounds, "warmup": min(warmup, len(feeds)), "texts": len(texts),
-            "batch_size": 1,
+            "batch_size": 1, "block": RACE_BLOCK,
             "models": {name: {**percentiles(samples[name]), "bundle_manifest_sha256": manifest_digest(bundle.path)}
                        for name, bundle in zip(names, bundles)}}

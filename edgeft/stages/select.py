@@ -7,13 +7,15 @@ The rules, in order:
    split a drop just under the budget says little, and the test split then showed drops well above it. The test split is
    never used here: it stays the build's final, unbiased verdict.
 2. Latency, when this host has the target's hardware: every candidate that passed is timed batch 1, interleaved with
-   the others on the same dev texts. The fastest ships, and never one slower than the fastest fp32 candidate (an
-   "optimised" model slower than fp32 is the trap this stage exists for). Candidates within `TIE` of the fastest
-   count as tied, and the tie goes to the profile's preference order, so noise does not flip the choice. The
-   candidates within RUNOFF of the fastest first race again among themselves on more texts (a run-off), and
-   these figures decide. Candidates that load into the same graph (a 4-bit word-embedding table is decoded into
-   the int8 table when the session loads) are one model to the runtime: their samples are pooled, so they tie
-   and the preference order (the smaller file first) decides, not the 3-5 % noise between two sessions.
+   the others on the same dev texts in blocks of consecutive calls (what a model costs when an app calls it, not
+   what it costs right after another model evicted its caches: runtime.bench.RACE_BLOCK). The fastest ships, and
+   never one slower than the fastest fp32 candidate (an "optimised" model slower than fp32 is the trap this stage
+   exists for). Candidates within `TIE` of the fastest count as tied, and the tie goes to the profile's preference
+   order, so noise does not flip the choice. The candidates within RUNOFF of the fastest first race again among
+   themselves on more texts (a run-off), and these figures decide. Candidates that load into the same graph (a
+   4-bit word-embedding table is decoded into the int8 table when the session loads) are one model to the runtime:
+   their samples are pooled, so they tie and the preference order (the smaller file first) decides, not the 3-5 %
+   noise between two sessions.
 3. Without the target's hardware (arm64 or mobile on an x86 build host), host latency says nothing about the
    device: the first candidate in the profile's preference order that passed step 1 ships, and the report says so.
 4. With a bench device (`edgeft build --bench-device`, stages/device_race.py) the device decides instead of this
@@ -38,7 +40,7 @@ from edgeft.backends import backend
 from edgeft.errors import BudgetFailed
 from edgeft.profile import Candidate, Runtime, Scheme, TargetProfile
 from edgeft.progress import console
-from edgeft.runtime.bench import host_description, interleaved_latency, percentiles
+from edgeft.runtime.bench import RACE_BLOCK, host_description, interleaved_latency, percentiles
 from edgeft.runtime.scoring import PRIMARY, PRIMARY_NAME, Examples, example_stats, headline_of_sums, metrics_of, predict
 from edgeft.runtime.encoder import TOKENIZER_OUTPUTS, TextEncoder
 from edgeft.runtime.sessions import Session, open_session
@@ -149,7 +151,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
             console.print(f"  latency race: {len(race)} candidates x {len(feeds)} texts x {LATENCY_ROUNDS} rounds, "
                           f"batch 1, {profile.threads} thread(s), interleaved")
-            samples = pool_twins(interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds)), twins)
+            samples = pool_twins(interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds),
+                                                     block=RACE_BLOCK), twins)
             for name, values in samples.items():
                 stats = percentiles(values)
                 rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], timed_on="this host")
@@ -166,8 +169,8 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
     record = {"decided_by": decided_by, "reference": reference, "metric": PRIMARY_NAME[task], "budget": budget,
               "dev_texts": len(dev_texts),
               "latency": ({"texts": min(LATENCY_TEXTS, len(dev_texts)), "rounds": LATENCY_ROUNDS,
-                           "threads": profile.threads, "batch_size": 1, "tie": TIE, "where": where,
-                           "runoff": runoff} if timed else None),
+                           "block": RACE_BLOCK, "threads": profile.threads, "batch_size": 1, "tie": TIE,
+                           "where": where, "runoff": runoff} if timed else None),
               "host": {"cpu": host["cpu"], "machine": host["machine"], "isa": host["isa"]},
               "device": _device_record(device, on_device),
               "candidates": [rows[n] for n in made]}
@@ -215,7 +218,7 @@ def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate:
     console.print(f"  run-off: {len(finalists)} candidates within {RUNOFF:.0%} of the fastest x {len(feeds)} texts x "
                   f"{LATENCY_ROUNDS} rounds, batch 1, {threads} thread(s), interleaved")
     samples = pool_twins(interleaved_latency({n: race[n] for n in finalists}, feeds, LATENCY_ROUNDS,
-                                             warmup=len(feeds) // 3), twins)
+                                             warmup=len(feeds) // 3, block=RACE_BLOCK), twins)
     for name, values in samples.items():
         stats = percentiles(values)
         rows[name].update(p50_ms=stats["p50"], p90_ms=stats["p90"], first_race_p50_ms=rows[name]["p50_ms"])
