@@ -8,7 +8,7 @@ import json
 
 from conftest import run_edgeft
 
-from edgeft.runtime.bench import interleaved_latency
+from edgeft.runtime.bench import RACE_BLOCK, interleaved_latency
 
 
 def test_race_times_bundles_interleaved_and_writes_json(tiny_bundles, tmp_path):
@@ -20,6 +20,8 @@ def test_race_times_bundles_interleaved_and_writes_json(tiny_bundles, tmp_path):
     assert code == 0, err
     result = json.loads(out.read_text())
     assert result["kind"] == "race" and result["texts"] == 3 and result["rounds"] == 2
+    # Each model keeps the machine for a block of calls, as an app calls one model: the build's race does the same.
+    assert result["block"] == RACE_BLOCK == 25
     assert set(result["models"]) == {"x86-avx2", "x86-avx2-teacher"}  # folder names: no candidate in the manifest
     for figures in result["models"].values():
         assert figures["n"] == 6 and 0 < figures["p50"] <= figures["p90"] <= figures["p99"]

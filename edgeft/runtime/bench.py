@@ -125,8 +125,8 @@ def interleaved_latency(sessions: dict[str, Any], feeds: list[dict[str, np.ndarr
     still spread drift over all of them: benchmarks that state ratios use them, and so do the races (RACE_BLOCK).
     The penalty is not equal for every model, nor from one process to the next: at block=1 one build's race read its
     whole-table s8 candidate 12 % slower than the trimmed twin (0.81 against 0.72 ms), which kept it out of the
-    run-off, where rebuilds of the same candidates read it 1.5 % faster to 5 % slower, and blocks of 25 within 1.4 %
-    (docs/experiments/speed.md, section 21)."""
+    run-off; rebuilds of the same candidates read it 1.5 % faster to 5 % slower at block=1, and blocks of 25 read
+    the two within 2.5 % (docs/experiments/speed.md, section 21)."""
     names = list(sessions)
     for feed in feeds[:warmup]:
         for name in names:
