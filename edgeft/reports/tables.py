@@ -112,8 +112,9 @@ def print_selection(record: dict[str, Any]) -> None:
 
 def print_race(result: dict[str, Any]) -> None:
     host = result["host"]
+    block = f" in blocks of {result['block']}" if result.get("block") else ""  # an older edgeft wrote none
     table = Table(title=f"edgeft race on {host['machine']} {host['cpu'] or ''}: batch 1, {result['threads']} thread(s), "
-                        f"{result['texts']} texts x {result['rounds']} rounds, interleaved")
+                        f"{result['texts']} texts x {result['rounds']} rounds, interleaved{block}")
     for col in ("model", "p50 ms", "p90 ms", "p99 ms", "vs fastest"):
         table.add_column(col, justify="left" if col == "model" else "right")
     fastest = min(m["p50"] for m in result["models"].values())

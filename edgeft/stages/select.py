@@ -150,7 +150,7 @@ def select(exported: Artifact, made: dict[str, tuple[Candidate, Artifact]], prof
             encode_any = next(iter(sessions.values()))[1]
             feeds = [encode_any([t]) for t in dev_texts[:LATENCY_TEXTS]]
             console.print(f"  latency race: {len(race)} candidates x {len(feeds)} texts x {LATENCY_ROUNDS} rounds, "
-                          f"batch 1, {profile.threads} thread(s), interleaved")
+                          f"batch 1, {profile.threads} thread(s), interleaved in blocks of {RACE_BLOCK}")
             samples = pool_twins(interleaved_latency(race, feeds, LATENCY_ROUNDS, warmup=len(feeds),
                                                      block=RACE_BLOCK), twins)
             for name, values in samples.items():
@@ -216,7 +216,7 @@ def _runoff(race: dict[str, Session], rows: dict[str, dict[str, Any]], accurate:
     if len(finalists) < 2:
         return None
     console.print(f"  run-off: {len(finalists)} candidates within {RUNOFF:.0%} of the fastest x {len(feeds)} texts x "
-                  f"{LATENCY_ROUNDS} rounds, batch 1, {threads} thread(s), interleaved")
+                  f"{LATENCY_ROUNDS} rounds, batch 1, {threads} thread(s), interleaved in blocks of {RACE_BLOCK}")
     samples = pool_twins(interleaved_latency({n: race[n] for n in finalists}, feeds, LATENCY_ROUNDS,
                                              warmup=len(feeds) // 3, block=RACE_BLOCK), twins)
     for name, values in samples.items():
